@@ -1,0 +1,228 @@
+"""Model bundle: one directory holding a complete model, written atomically.
+
+    <bundle>/manifest.json   schema version, model version, kind, kinematic parameters,
+                             residual architecture and fields, data digest, fit metrics,
+                             SHA-256 of every weight file
+    <bundle>/residual.pt     residual weights and normalisers (a state dict; loaded with
+                             ``weights_only=True``, so nothing is unpickled)
+
+A bundle is written to a temporary sibling directory and renamed into place, so a reader
+(the daemon watching a model directory) never sees a half-written bundle. Loading checks
+everything and raises ``BundleError`` naming the problem.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from vehicle_models.kinematic import Integrator, KinematicBicycle
+from vehicle_models.layout import State
+from vehicle_models.params import BicycleParams
+from vehicle_models.residual import ResidualConfig, ResidualEnsemble
+from vehicle_models.semi_parametric import (
+    DEFAULT_INPUT_FIELDS,
+    DEFAULT_OUTPUT_FIELDS,
+    SemiParametricModel,
+)
+
+SCHEMA_VERSION = 1
+MANIFEST = "manifest.json"
+WEIGHTS = "residual.pt"
+
+
+class BundleError(RuntimeError):
+    """A model bundle is missing, corrupt or does not match what was expected."""
+
+
+class ResidualManifest(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    config: ResidualConfig
+    input_fields: tuple[str, ...]
+    output_fields: tuple[str, ...]
+    weights_file: str = WEIGHTS
+    sha256: str
+
+
+class Manifest(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    schema_version: int
+    version: str
+    kind: Literal["kinematic", "semi"]
+    created: str
+    kinematic: BicycleParams
+    residual: ResidualManifest | None = None
+    data_digest: str | None = None
+    fit_metrics: dict[str, Any] = {}
+    parent_version: str | None = None
+    notes: str = ""
+
+
+@dataclass
+class ModelBundle:
+    """A loaded (or about to be saved) model: parameters, optional residual, metadata."""
+
+    version: str
+    params: BicycleParams
+    residual: ResidualEnsemble | None = None
+    input_fields: tuple[State, ...] = DEFAULT_INPUT_FIELDS
+    output_fields: tuple[State, ...] = DEFAULT_OUTPUT_FIELDS
+    data_digest: str | None = None
+    fit_metrics: dict[str, Any] = field(default_factory=dict)
+    parent_version: str | None = None
+    notes: str = ""
+    path: Path | None = None
+
+    @property
+    def kind(self) -> Literal["kinematic", "semi"]:
+        return "kinematic" if self.residual is None else "semi"
+
+    def build(
+        self,
+        dt: float,
+        integrator: Integrator = "exact",
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str = "cpu",
+    ) -> KinematicBicycle | SemiParametricModel:
+        """The ``Dynamics`` this bundle describes, stepping by ``dt``."""
+        nominal = KinematicBicycle(self.params, dt, integrator)
+        if self.residual is None:
+            return nominal
+        return SemiParametricModel(
+            nominal, self.residual, self.input_fields, self.output_fields, dtype, device
+        )
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def save_bundle(bundle: ModelBundle, path: str | Path, overwrite: bool = False) -> Path:
+    """Write ``bundle`` as a directory at ``path`` atomically; returns the path."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise BundleError(f"{path} exists; refusing to overwrite a model bundle")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        residual_manifest = None
+        if bundle.residual is not None:
+            weights = staging / WEIGHTS
+            torch.save(bundle.residual.state_dict(), weights)
+            residual_manifest = ResidualManifest(
+                config=bundle.residual.config,
+                input_fields=tuple(State(f).name.lower() for f in bundle.input_fields),
+                output_fields=tuple(State(f).name.lower() for f in bundle.output_fields),
+                sha256=_sha256(weights),
+            )
+        manifest = Manifest(
+            schema_version=SCHEMA_VERSION,
+            version=bundle.version,
+            kind=bundle.kind,
+            created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            kinematic=bundle.params,
+            residual=residual_manifest,
+            data_digest=bundle.data_digest,
+            fit_metrics=bundle.fit_metrics,
+            parent_version=bundle.parent_version,
+            notes=bundle.notes,
+        )
+        (staging / MANIFEST).write_text(manifest.model_dump_json(indent=2) + "\n")
+        for item in staging.iterdir():
+            with open(item, "rb") as f:
+                os.fsync(f.fileno())
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(staging, path)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    bundle.path = path
+    return path
+
+
+def _fields(names: tuple[str, ...], where: str) -> tuple[State, ...]:
+    try:
+        return tuple(State[n.upper()] for n in names)
+    except KeyError as exc:
+        raise BundleError(f"{where}: unknown state field {exc.args[0].lower()!r}") from None
+
+
+def read_manifest(path: str | Path) -> Manifest:
+    path = Path(path)
+    if not path.is_dir():
+        raise BundleError(f"model bundle {path} does not exist or is not a directory")
+    manifest_path = path / MANIFEST
+    if not manifest_path.is_file():
+        raise BundleError(f"model bundle {path} has no {MANIFEST}")
+    try:
+        raw = json.loads(manifest_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BundleError(f"{manifest_path} is not valid JSON: {exc}") from None
+    if not isinstance(raw, dict):
+        raise BundleError(f"{manifest_path} must hold a JSON object")
+    found = raw.get("schema_version")
+    if found != SCHEMA_VERSION:
+        raise BundleError(
+            f"{manifest_path}: schema version {found!r}, this program reads {SCHEMA_VERSION}"
+        )
+    try:
+        return Manifest.model_validate(raw)
+    except ValidationError as exc:
+        raise BundleError(f"{manifest_path} is malformed: {exc}") from None
+
+
+def load_bundle(path: str | Path) -> ModelBundle:
+    """Load and check a bundle; every failure is a ``BundleError`` naming the problem."""
+    path = Path(path)
+    manifest = read_manifest(path)
+    residual = None
+    input_fields, output_fields = DEFAULT_INPUT_FIELDS, DEFAULT_OUTPUT_FIELDS
+    if manifest.kind == "semi" and manifest.residual is None:
+        raise BundleError(f"{path}: kind 'semi' but the manifest describes no residual")
+    if manifest.residual is not None:
+        rm = manifest.residual
+        weights = path / rm.weights_file
+        if not weights.is_file():
+            raise BundleError(f"{path}: weight file {rm.weights_file} is missing")
+        if _sha256(weights) != rm.sha256:
+            raise BundleError(f"{weights}: checksum mismatch (the file is corrupt or was altered)")
+        input_fields = _fields(rm.input_fields, str(path))
+        output_fields = _fields(rm.output_fields, str(path))
+        residual = ResidualEnsemble(len(input_fields) + 2, len(output_fields), rm.config)
+        try:
+            state = torch.load(weights, map_location="cpu", weights_only=True)
+            residual.load_state_dict(state)
+        except (RuntimeError, ValueError, KeyError, EOFError) as exc:
+            raise BundleError(f"{weights}: weights do not match the manifest: {exc}") from None
+        for name, tensor in residual.state_dict().items():
+            if not torch.isfinite(tensor).all():
+                raise BundleError(f"{weights}: {name} holds NaN or infinite values")
+    return ModelBundle(
+        version=manifest.version,
+        params=manifest.kinematic,
+        residual=residual,
+        input_fields=input_fields,
+        output_fields=output_fields,
+        data_digest=manifest.data_digest,
+        fit_metrics=dict(manifest.fit_metrics),
+        parent_version=manifest.parent_version,
+        notes=manifest.notes,
+        path=path,
+    )

@@ -1,0 +1,109 @@
+"""Math adapters, so each model's equations are written once and evaluated by torch or CasADi.
+
+A model's equations take an ``ops`` object and use only what it offers; ``TORCH`` evaluates
+them on batched tensors (fields on the last axis), ``CASADI`` builds symbolic expressions
+(fields as entries of a column vector). The CasADi twin of a model is therefore the same
+source, not a transcription.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import casadi as ca
+import torch
+
+
+class TorchOps:
+    sin = staticmethod(torch.sin)
+    cos = staticmethod(torch.cos)
+    tan = staticmethod(torch.tan)
+    atan = staticmethod(torch.atan)
+    atan2 = staticmethod(torch.atan2)
+    sqrt = staticmethod(torch.sqrt)
+    exp = staticmethod(torch.exp)
+    abs = staticmethod(torch.abs)
+    tanh = staticmethod(torch.tanh)
+
+    @staticmethod
+    def clip(x: Any, lo: Any, hi: Any) -> Any:
+        return torch.clamp(x, lo, hi)
+
+    @staticmethod
+    def where(cond: Any, a: Any, b: Any) -> Any:
+        return torch.where(cond, a, b)
+
+    @staticmethod
+    def both(a: Any, b: Any) -> Any:
+        return torch.logical_and(a, b)
+
+    @staticmethod
+    def either(a: Any, b: Any) -> Any:
+        return torch.logical_or(a, b)
+
+    @staticmethod
+    def sinc(z: Any) -> Any:
+        """sin(z) / z, equal to 1 at 0 (torch.sinc is the normalised sin(pi z) / (pi z))."""
+        return torch.sinc(z * (1.0 / math.pi))
+
+    @staticmethod
+    def field(x: Any, i: int) -> Any:
+        return x[..., i]
+
+    @staticmethod
+    def stack(items: Sequence[Any]) -> Any:
+        return torch.stack(list(items), dim=-1)
+
+    @staticmethod
+    def zeros_like(x: Any) -> Any:
+        return torch.zeros_like(x)
+
+
+class CasadiOps:
+    sin = staticmethod(ca.sin)
+    cos = staticmethod(ca.cos)
+    tan = staticmethod(ca.tan)
+    atan = staticmethod(ca.atan)
+    atan2 = staticmethod(ca.atan2)
+    sqrt = staticmethod(ca.sqrt)
+    exp = staticmethod(ca.exp)
+    abs = staticmethod(ca.fabs)
+    tanh = staticmethod(ca.tanh)
+
+    @staticmethod
+    def clip(x: Any, lo: Any, hi: Any) -> Any:
+        return ca.fmin(ca.fmax(x, lo), hi)
+
+    @staticmethod
+    def where(cond: Any, a: Any, b: Any) -> Any:
+        return ca.if_else(cond, a, b)
+
+    @staticmethod
+    def both(a: Any, b: Any) -> Any:
+        return ca.logic_and(a, b)
+
+    @staticmethod
+    def either(a: Any, b: Any) -> Any:
+        return ca.logic_or(a, b)
+
+    @staticmethod
+    def sinc(z: Any) -> Any:
+        # Below 1e-4 the truncated series equals sin(z)/z to ~1e-18 and avoids 0/0.
+        return ca.if_else(ca.fabs(z) < 1e-4, 1.0 - z * z / 6.0, ca.sin(z) / z)
+
+    @staticmethod
+    def field(x: Any, i: int) -> Any:
+        return x[i]
+
+    @staticmethod
+    def stack(items: Sequence[Any]) -> Any:
+        return ca.vertcat(*items)
+
+    @staticmethod
+    def zeros_like(x: Any) -> Any:
+        return 0.0 * x
+
+
+TORCH = TorchOps()
+CASADI = CasadiOps()
