@@ -1,0 +1,83 @@
+"""Exploration noise for sampling planners: standard normals through a fixed linear filter.
+
+Every sampler draws z ~ N(0, I) of shape (M, K, nu) and returns sigma * (F @ z), shape
+(H, K, nu), with a filter F (H, M) fixed at construction:
+- ``white``: F = I (M = H), independent steps;
+- ``ar1``: F lower-triangular with F[t, s] = sqrt(1 - rho^2) rho^(t - s) (rho^t in column 0,
+  so every step has unit variance): time-correlated noise, smooth for rho near 1;
+- ``knots``: M knots spread over the horizon, linearly interpolated: smooth noise from a
+  quarter or less of the random numbers (drawing them is a visible share of MPPI's time).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import Tensor
+
+NoiseKind = Literal["white", "ar1", "knots"]
+
+
+class NoiseConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: NoiseKind = "knots"
+    sigma: tuple[float, float] = Field(
+        (0.25, 1.5), description="standard deviation per action: steer_rate [rad/s], accel [m/s^2]"
+    )
+    correlation: float = Field(0.8, ge=0, lt=1, description="ar1: correlation between steps")
+    knots: int = Field(8, ge=2, description="knots: number of knots over the horizon")
+
+
+def noise_filter(config: NoiseConfig, horizon: int) -> Tensor:
+    """The (H, M) filter matrix of the configured noise (float64)."""
+    if config.kind == "white":
+        return torch.eye(horizon, dtype=torch.float64)
+    if config.kind == "ar1":
+        rho = config.correlation
+        t = torch.arange(horizon, dtype=torch.float64)
+        lag = t[:, None] - t[None, :]
+        F = torch.where(lag >= 0, (1 - rho**2) ** 0.5 * rho ** lag.clamp(min=0), 0.0)
+        F[:, 0] = rho ** t  # the first innovation carries the stationary variance
+        return F
+    knots = min(config.knots, horizon)
+    position = torch.linspace(0, knots - 1, horizon, dtype=torch.float64)
+    lo = position.floor().long().clamp(max=knots - 2)
+    frac = position - lo
+    F = torch.zeros(horizon, knots, dtype=torch.float64)
+    F[torch.arange(horizon), lo] = 1 - frac
+    F[torch.arange(horizon), lo + 1] = frac
+    return F
+
+
+class NoiseSampler:
+    """Draws (H, K, nu) noise into a buffer allocated once; sample 0 is always zero noise."""
+
+    def __init__(
+        self,
+        config: NoiseConfig,
+        horizon: int,
+        num_samples: int,
+        generator: torch.Generator,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str = "cpu",
+    ):
+        self.config = config
+        self.filter = noise_filter(config, horizon).to(device=device, dtype=dtype)
+        self.sigma = torch.tensor(config.sigma, dtype=dtype, device=device)
+        self.generator = generator
+        nu = len(config.sigma)
+        self._normals = torch.empty(self.filter.shape[1], num_samples * nu, dtype=dtype, device=device)
+        self._noise = torch.empty(horizon, num_samples * nu, dtype=dtype, device=device)
+        self.shape = (horizon, num_samples, nu)
+
+    def draw(self) -> Tensor:
+        """Fresh noise (H, K, nu). The returned tensor is reused by the next ``draw``."""
+        torch.randn(self._normals.shape, generator=self.generator, out=self._normals)
+        torch.matmul(self.filter, self._normals, out=self._noise)
+        noise = self._noise.view(self.shape)
+        noise.mul_(self.sigma)
+        noise[:, 0] = 0.0  # sample 0 replays the nominal plan
+        return noise
