@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from typing import NamedTuple, Protocol
 
+import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
@@ -164,8 +165,8 @@ class TrackCost:
         self._terms = [getattr(self, f"_term_{name}") for name in self.term_names]
         self.uses_disagreement = "disagreement" in self.term_names
         self.dtype, self.device = dtype, torch.device(device)
-        self.width_left_table = torch.as_tensor(track.width_left, dtype=dtype, device=device)
-        self.width_right_table = torch.as_tensor(track.width_right, dtype=dtype, device=device)
+        self.width_left_table = torch.tensor(np.array(track.width_left), dtype=dtype, device=device)
+        self.width_right_table = torch.tensor(np.array(track.width_right), dtype=dtype, device=device)
 
     # -- features ------------------------------------------------------------------------
     def features(self, states: Tensor) -> Features:

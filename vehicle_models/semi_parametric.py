@@ -76,7 +76,7 @@ class SemiParametricModel:
         self.dtype = dtype
         self.device = torch.device(device)
         self.refresh()
-        self._out_index = {f: i for i, f in enumerate(self.output_fields)}
+        self._out_index = {int(f): i for i, f in enumerate(self.output_fields)}
 
     @property
     def ensemble_size(self) -> int:
@@ -102,15 +102,17 @@ class SemiParametricModel:
 
     def _correction(self, state: Tensor, rates: Tensor) -> Tensor:
         """World-frame state increment over dt from body-frame correction rates (..., out)."""
+        # Plain ints, not State members: torch.compile recurses on IntEnum list indices.
         zero = torch.zeros_like(state[..., 0])
         columns = [zero] * self.state_dim
         idx = self._out_index
-        if State.X in idx:
-            c, s = torch.cos(state[..., State.YAW]), torch.sin(state[..., State.YAW])
-            along, across = rates[..., idx[State.X]], rates[..., idx[State.Y]]
-            columns[State.X] = c * along - s * across
-            columns[State.Y] = s * along + c * across
-        for field in (State.STEER, State.V, State.YAW):
+        x, y, yaw = int(State.X), int(State.Y), int(State.YAW)
+        if x in idx:
+            c, s = torch.cos(state[..., yaw]), torch.sin(state[..., yaw])
+            along, across = rates[..., idx[x]], rates[..., idx[y]]
+            columns[x] = c * along - s * across
+            columns[y] = s * along + c * across
+        for field in (int(State.STEER), int(State.V), yaw):
             if field in idx:
                 columns[field] = rates[..., idx[field]]
         return self.dt * torch.stack(columns, dim=-1)

@@ -1,14 +1,15 @@
 """Batched projection of points onto a track, in torch: O(1) per point, compile-friendly.
 
-Each point finds its grid cell (``grid.py``), projects onto the segments of two short windows
-of the centre-line polyline (its own branch and the nearest other branch) and keeps the
-better: the nearer one, or, when a heading is given, the one minimising
+Each point finds its grid cell (``grid.py``), which names one centre-line segment on each
+of up to two branches of the track; the point is projected onto both segments' lines and keeps
+one: the nearer, or, when a heading is given, the one minimising
 
-    distance + branch_penalty * (1 - cos(yaw - segment heading))
+    |lateral| + branch_penalty * (1 - cos(yaw - segment heading))
 
 so that at a figure-eight's crossing or between the two sides of a hairpin a car stays on the
-branch it is driving along. Only gathers and elementwise arithmetic: no data-dependent control
-flow, so ``torch.compile`` fuses it into the rollouts.
+branch it is driving along. Only gathers from a small per-segment table and elementwise
+arithmetic, no reductions or data-dependent control flow: ``torch.compile`` fuses it into one
+loop inside the rollouts.
 """
 
 from __future__ import annotations
@@ -26,12 +27,16 @@ if TYPE_CHECKING:
 class Projection(NamedTuple):
     """Where points lie relative to the track (all of the points' shape)."""
 
-    s: Tensor  #: arc length of the nearest centre-line point, in [0, length) [m]
+    s: Tensor  #: arc length of the projection, in [0, length) [m]
     lateral: Tensor  #: signed offset from the centre line, left positive [m]
     heading: Tensor  #: centre-line tangent angle there [rad]
-    curvature: Tensor  #: centre-line curvature there, left turn positive [1/m]
+    curvature: Tensor  #: d heading / ds there, left turn positive [1/m]
     width_left: Tensor  #: centre line to left edge there [m]
     width_right: Tensor  #: centre line to right edge there [m]
+
+
+# Columns of the per-segment table.
+_AX, _AY, _TX, _TY, _S0, _LEN, _HEAD, _DHEAD, _WL, _DWL, _WR, _DWR = range(12)
 
 
 class TrackLookup:
@@ -39,32 +44,29 @@ class TrackLookup:
 
     def __init__(self, track: "Track", dtype: torch.dtype, device: torch.device | str):
         grid = track.grid
-        as_t = lambda a: torch.tensor(np.array(a), dtype=dtype, device=device)  # noqa: E731
-        pts = np.asarray(track.points)
+        pts = np.asarray(track.points, dtype=np.float64)
         seg = np.roll(pts, -1, axis=0) - pts
         seg_len = np.hypot(seg[:, 0], seg[:, 1])
-        heading = np.asarray(track.heading)
-        n = len(pts)
-        self.num_points = n
+        heading = np.asarray(track.heading, dtype=np.float64)
+        wl, wr = np.asarray(track.width_left), np.asarray(track.width_right)
+        table = np.zeros((len(pts), 12))
+        table[:, [_AX, _AY]] = pts
+        table[:, [_TX, _TY]] = seg / seg_len[:, None]
+        table[:, _S0] = track.s
+        table[:, _LEN] = seg_len
+        table[:, _HEAD] = heading
+        table[:, _DHEAD] = np.angle(np.exp(1j * (np.roll(heading, -1) - heading)))
+        table[:, _WL], table[:, _DWL] = wl, np.roll(wl, -1) - wl
+        table[:, _WR], table[:, _DWR] = wr, np.roll(wr, -1) - wr
+        self.num_points = len(pts)
         self.length = float(track.length)
-        self.spacing = self.length / n
-        self.window = grid.window
+        self.spacing = self.length / self.num_points
         self.nx, self.ny = grid.shape
-        self.origin = as_t(grid.origin)
+        self.origin_x, self.origin_y = (float(v) for v in grid.origin)
         self.inv_cell = 1.0 / grid.cell_size
-        self.starts = torch.as_tensor(grid.starts, dtype=torch.long, device=device)
-        self.offsets = torch.arange(grid.window, device=device)
-        self.branch_penalty = 2.0 * float(max(track.width_left.max(), track.width_right.max()))
-        self.a = as_t(pts)
-        self.d = as_t(seg)
-        self.inv_len2 = as_t(1.0 / seg_len**2)
-        self.seg_len = as_t(seg_len)
-        self.s = as_t(np.asarray(track.s))
-        self.heading = as_t(heading)
-        self.heading_step = as_t(np.angle(np.exp(1j * (np.roll(heading, -1) - heading))))
-        self.curvature = as_t(track.curvature)
-        self.width_left = as_t(track.width_left)
-        self.width_right = as_t(track.width_right)
+        self.cell_segments = torch.tensor(grid.segments, dtype=torch.long, device=device)
+        self.table = torch.tensor(table, dtype=dtype, device=device)
+        self.branch_penalty = 2.0 * track.half_width_max()
 
     @classmethod
     def from_track(
@@ -72,51 +74,41 @@ class TrackLookup:
     ) -> "TrackLookup":
         return cls(track, dtype, device)
 
-    def _candidates(self, x: Tensor, y: Tensor) -> Tensor:
-        """(..., 2 * window) segment indices to search for each point."""
-        ix = ((x - self.origin[0]) * self.inv_cell).floor().clamp(0, self.nx - 1).long()
-        iy = ((y - self.origin[1]) * self.inv_cell).floor().clamp(0, self.ny - 1).long()
-        starts = self.starts[ix * self.ny + iy]  # (..., 2)
-        idx = (starts.unsqueeze(-1) + self.offsets) % self.num_points  # (..., 2, W)
-        return idx.flatten(-2)
+    def _on_segment(self, x: Tensor, y: Tensor, seg: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """(row of the table, lateral, along, fraction clamped to [0, 1]) for segment ``seg``."""
+        row = self.table[seg]
+        rx, ry = x - row[..., _AX], y - row[..., _AY]
+        tx, ty = row[..., _TX], row[..., _TY]
+        along = rx * tx + ry * ty
+        lateral = tx * ry - ty * rx
+        frac = (along / row[..., _LEN]).clamp(0.0, 1.0)
+        return row, lateral, along, frac
 
     def project(self, x: Tensor, y: Tensor, yaw: Tensor | None = None) -> Projection:
         """Project points (any shape; x, y [m], optional yaw [rad] of the same shape)."""
-        idx = self._candidates(x, y)
-        px, py = x.unsqueeze(-1), y.unsqueeze(-1)
-        ax, ay = self.a[idx, 0], self.a[idx, 1]
-        dx, dy = self.d[idx, 0], self.d[idx, 1]
-        t = (((px - ax) * dx + (py - ay) * dy) * self.inv_len2[idx]).clamp(0.0, 1.0)
-        ox, oy = px - ax - t * dx, py - ay - t * dy
-        dist = torch.sqrt(ox * ox + oy * oy + 1e-12)
-        # Nearest segment within each window (branch), then the better branch.
-        shape = (*dist.shape[:-1], 2, self.window)
-        near = dist.reshape(shape).argmin(-1, keepdim=True)
-        near = near + torch.tensor([[0], [self.window]], device=near.device)
-        near = near.flatten(-2)  # (..., 2)
-        score = dist.gather(-1, near)
+        ix = ((x - self.origin_x) * self.inv_cell).floor().clamp(0, self.nx - 1).long()
+        iy = ((y - self.origin_y) * self.inv_cell).floor().clamp(0, self.ny - 1).long()
+        cell = ix * self.ny + iy
+        row_a, lat_a, along_a, frac_a = self._on_segment(x, y, self.cell_segments[cell, 0])
+        row_b, lat_b, along_b, frac_b = self._on_segment(x, y, self.cell_segments[cell, 1])
+        head_a = row_a[..., _HEAD] + frac_a * row_a[..., _DHEAD]
+        head_b = row_b[..., _HEAD] + frac_b * row_b[..., _DHEAD]
+        score_a, score_b = lat_a.abs(), lat_b.abs()
         if yaw is not None:
-            seg_heading = self.heading[idx.gather(-1, near)] + t.gather(-1, near) * (
-                self.heading_step[idx.gather(-1, near)]
-            )
-            score = score + self.branch_penalty * (1.0 - torch.cos(yaw.unsqueeze(-1) - seg_heading))
-        best = near.gather(-1, score.argmin(-1, keepdim=True))
-        i = idx.gather(-1, best).squeeze(-1)
-        tb = t.gather(-1, best).squeeze(-1)
-        cross = (dx * oy - dy * ox).gather(-1, best).squeeze(-1)
-        # The distance itself, signed: past a vertex on the outside of a bend the point is
-        # nearer the vertex than the segment's line.
-        lateral = torch.sign(cross) * dist.gather(-1, best).squeeze(-1)
-        j = (i + 1) % self.num_points
-        s = self.s[i] + tb * self.seg_len[i]
-        s = torch.where(s >= self.length, s - self.length, s)
+            score_a = score_a + self.branch_penalty * (1.0 - torch.cos(yaw - head_a))
+            score_b = score_b + self.branch_penalty * (1.0 - torch.cos(yaw - head_b))
+        use_b = score_b < score_a
+        pick = lambda a, b: torch.where(use_b, b, a)  # noqa: E731
+        frac = pick(frac_a, frac_b)
+        s = pick(row_a[..., _S0] + along_a, row_b[..., _S0] + along_b)
+        s = torch.remainder(s, self.length)
         return Projection(
             s=s,
-            lateral=lateral,
-            heading=self.heading[i] + tb * self.heading_step[i],
-            curvature=torch.lerp(self.curvature[i], self.curvature[j], tb),
-            width_left=torch.lerp(self.width_left[i], self.width_left[j], tb),
-            width_right=torch.lerp(self.width_right[i], self.width_right[j], tb),
+            lateral=pick(lat_a, lat_b),
+            heading=pick(head_a, head_b),
+            curvature=pick(row_a[..., _DHEAD] / row_a[..., _LEN], row_b[..., _DHEAD] / row_b[..., _LEN]),
+            width_left=pick(row_a[..., _WL], row_b[..., _WL]) + frac * pick(row_a[..., _DWL], row_b[..., _DWL]),
+            width_right=pick(row_a[..., _WR], row_b[..., _WR]) + frac * pick(row_a[..., _DWR], row_b[..., _DWR]),
         )
 
     def _bracket(self, s: Tensor) -> tuple[Tensor, Tensor, Tensor]:

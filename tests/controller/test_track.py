@@ -47,7 +47,9 @@ def test_projection_matches_brute_force(name: str) -> None:
         torch.tensor(points[:, 0]), torch.tensor(points[:, 1]), torch.tensor(heading)
     )
     oracle = brute_force_distance(track, points, k, reach=40)
-    np.testing.assert_allclose(np.abs(proj.lateral.numpy()), oracle, atol=1e-6)
+    # Each point is projected onto the line of its cell's segment, which near a joint may be
+    # the neighbour of the nearest one: off by (distance along) x (turn), millimetres here.
+    np.testing.assert_allclose(np.abs(proj.lateral.numpy()), oracle, atol=1e-2)
     # Arc length within a segment of the generating point's.
     ds = (proj.s.numpy() - track.s[k] + track.length / 2) % track.length - track.length / 2
     assert np.abs(ds).max() < track.half_width_max() + 2.0
@@ -65,7 +67,7 @@ def test_lateral_sign_heading_and_curvature_on_a_circle() -> None:
     np.testing.assert_allclose(proj.lateral.numpy(), 2.0, atol=3e-3)
     ds = (proj.s.numpy() - 50 * phi.numpy() + track.length / 2) % track.length - track.length / 2
     np.testing.assert_allclose(ds, 0.0, atol=3e-2)
-    np.testing.assert_allclose(torch.cos(proj.heading - phi).numpy(), 1.0, atol=1e-6)
+    np.testing.assert_allclose(torch.cos(proj.heading - phi).numpy(), 1.0, atol=1e-4)
     np.testing.assert_allclose(proj.curvature.numpy(), 1 / 50, rtol=1e-3)
 
 
