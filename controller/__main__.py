@@ -1,0 +1,76 @@
+"""python -m controller: run the controller daemon (see docs/protocol.md, docs/config.md)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from controller.config import ConfigError, load_config
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="vehicle-mpc-daemon", description="Real-time MPC controller daemon")
+    p.add_argument("--config", help="YAML config (default: configs/daemon.yaml)")
+    p.add_argument("--track", help="built-in track name or TUM CSV path")
+    p.add_argument("--planner", choices=("mppi", "ilqr", "mppi+ilqr"), help="planner kind (its defaults)")
+    p.add_argument("--bind", help="ZeroMQ endpoint, e.g. tcp://127.0.0.1:5555")
+    p.add_argument("--log-dir", help="transition log directory")
+    p.add_argument("--no-log", action="store_true", help="do not write a transition log")
+    p.add_argument("--model", help="model bundle directory")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    p.add_argument("--verbose", "-v", action="store_true")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    overrides = list(args.set)
+    if args.planner:
+        current = load_config(args.config).planner.kind if not any(s.startswith("planner") for s in overrides) else None
+        if current != args.planner:
+            overrides.insert(0, f"planner={{kind: {args.planner}}}")
+    for flag, key in ((args.track, "track"), (args.bind, "bind"), (args.log_dir, "log.dir"), (args.model, "model.bundle")):
+        if flag is not None:
+            overrides.append(f"{key}={flag}")
+    if args.no_log:
+        overrides.append("log.enabled=false")
+    try:
+        config = load_config(args.config, overrides)
+    except ConfigError as e:
+        print(f"config error: {e}", file=sys.stderr)
+        return 2
+
+    from controller.daemon import Daemon
+    from controller.runtime import build_runtime
+    from controller.security import InsecureBindError
+    from controller.translog import TransitionLog
+
+    try:
+        runtime = build_runtime(config)
+        transition_log = (
+            TransitionLog(
+                config.log.dir,
+                rotate_bytes=int(config.log.rotate_mb * (1 << 20)),
+                rotate_s=config.log.rotate_s,
+                flush_s=config.log.flush_s,
+            )
+            if config.log.enabled
+            else None
+        )
+        daemon = Daemon(runtime, transition_log)
+    except (InsecureBindError, FileNotFoundError, ValueError, RuntimeError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    daemon.install_signal_handlers()
+    print(f"ready: {daemon.endpoint}", flush=True)
+    daemon.serve()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

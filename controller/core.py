@@ -1,0 +1,167 @@
+"""The control step as a plain object: state in, guarded action out. No I/O.
+
+``ControlCore.step`` is what the daemon calls once per request: predict through the input
+dead time, warm-start from the previous plan shifted by the time that passed, plan within the
+solve budget, fall back to the previous plan when planning fails, stop the car after too many
+fallbacks in a row, and pass every action through the output guard (limits, steering end
+stops, never NaN).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from controller.delay import DelayCompensator
+from controller.planners.base import Planner, PlanResult, shift_plan
+from vehicle_models.layout import Action, State
+from vehicle_models.params import BicycleParams
+
+log = logging.getLogger(__name__)
+
+OK, FALLBACK, STOP = "ok", "fallback", "stop"
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    action: np.ndarray  #: (2,) steer_rate [rad/s], accel [m/s^2], guarded
+    status: str  #: "ok", "fallback" or "stop"
+    solve_ms: float  #: time spent in the planner (0 when it was not called)
+    deadline_missed: bool  #: the step took longer than the solve budget
+    plan: np.ndarray | None  #: (H, 2) the plan the action came from, if any
+    cost: float | None
+    cost_terms: dict[str, float] = field(default_factory=dict)
+    reason: str = ""  #: why a fallback or stop happened
+
+
+def guard_action(action: np.ndarray, state: np.ndarray, params: BicycleParams) -> np.ndarray:
+    """Clamp to the actuator limits; no steering past the end stops; NaN becomes zero."""
+    out = np.nan_to_num(np.asarray(action, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    out[Action.STEER_RATE] = min(max(out[Action.STEER_RATE], params.steer_rate_min), params.steer_rate_max)
+    out[Action.ACCEL] = min(max(out[Action.ACCEL], params.accel_min), params.accel_max)
+    steer, speed = float(state[State.STEER]), float(state[State.V])
+    if (steer >= params.steer_max and out[Action.STEER_RATE] > 0) or (
+        steer <= params.steer_min and out[Action.STEER_RATE] < 0
+    ):
+        out[Action.STEER_RATE] = 0.0
+    if (speed <= params.speed_min and out[Action.ACCEL] < 0) or (
+        speed >= params.speed_max and out[Action.ACCEL] > 0
+    ):
+        out[Action.ACCEL] = 0.0
+    return out
+
+
+class ControlCore:
+    def __init__(
+        self,
+        planner: Planner,
+        params: BicycleParams,
+        control_period: float,
+        solve_budget_s: float,
+        max_consecutive_fallbacks: int = 5,
+        stop_decel: float = 4.0,
+        delay: DelayCompensator | None = None,
+        state_dim: int = 5,
+    ):
+        self.planner = planner
+        self.params = params
+        self.control_period = control_period
+        self.solve_budget_s = solve_budget_s
+        self.max_consecutive_fallbacks = max_consecutive_fallbacks
+        self.stop_decel = stop_decel
+        self.delay = delay
+        self.state_dim = state_dim
+        self.reset()
+
+    def reset(self) -> None:
+        """New episode: no warm start, no actions in flight, fallback count cleared."""
+        self._plan: Tensor | None = None
+        self._plan_stamp: float | None = None
+        self._last_action = torch.zeros(2, dtype=torch.float64)
+        self.consecutive_fallbacks = 0
+        if self.delay is not None:
+            self.delay.reset()
+
+    def replace_planner(self, planner: Planner) -> None:
+        """Swap the planner (a reloaded model) between steps; the warm start carries over."""
+        self.planner = planner
+
+    def _shifted_plan(self, stamp: float) -> Tensor | None:
+        if self._plan is None or self._plan_stamp is None:
+            return None
+        elapsed = min(max(stamp - self._plan_stamp, 0.0), self._plan.shape[0] * self.planner.dt)
+        return shift_plan(self._plan, self.planner.dt, elapsed)
+
+    def step(self, state: np.ndarray, stamp: float) -> StepOutcome:
+        """One control step from ``state`` (7,) (CommonRoad order; NaN where unmeasured)."""
+        started = time.perf_counter()
+        x = torch.as_tensor(np.asarray(state[: self.state_dim], dtype=np.float64))
+        if self.delay is not None:
+            x = self.delay.predict(x)
+        warm = self._shifted_plan(stamp)
+        result: PlanResult | None = None
+        reason = ""
+        try:
+            result = self.planner.plan(
+                x, warm, self._last_action, deadline=started + self.solve_budget_s
+            )
+            if not bool(torch.isfinite(result.actions).all()):
+                reason, result = "planner returned non-finite actions", None
+        except Exception as e:  # a failing planner must not take the daemon down
+            log.exception("planner failed")
+            reason = f"planner failed: {type(e).__name__}: {e}"
+        solve_ms = (time.perf_counter() - started) * 1e3
+        if result is not None:
+            status, plan = OK, result.actions.to(torch.float64)
+            self.consecutive_fallbacks = 0
+            self._plan, self._plan_stamp = plan, stamp
+            action = plan[0].numpy()
+        else:
+            self.consecutive_fallbacks += 1
+            if warm is not None and self.consecutive_fallbacks <= self.max_consecutive_fallbacks:
+                status, plan = FALLBACK, warm
+                action = warm[0].numpy()
+            else:
+                status, plan = STOP, None
+                reason = reason or "no plan to fall back on"
+                action = self._stop_action(state)
+        action = guard_action(action, state, self.params)
+        self._last_action = torch.as_tensor(action)
+        if self.delay is not None:
+            self.delay.record(self._last_action)
+        total_ms = (time.perf_counter() - started) * 1e3
+        return StepOutcome(
+            action=action,
+            status=status,
+            solve_ms=solve_ms,
+            deadline_missed=total_ms > self.solve_budget_s * 1e3,
+            plan=None if plan is None else plan.numpy(),
+            cost=None if result is None else result.cost,
+            cost_terms={} if result is None else result.cost_terms,
+            reason=reason,
+        )
+
+    def _stop_action(self, state: np.ndarray) -> np.ndarray:
+        """Controlled stop: hold the steering, brake at ``stop_decel`` until standstill."""
+        moving = float(state[State.V]) > 0.0
+        return np.array([0.0, -self.stop_decel if moving else 0.0])
+
+    def after_reply(self) -> None:
+        """Work between requests (noise for the next MPPI call)."""
+        self.planner.prepare()
+
+
+def wire_state_vector(fields: dict[str, float]) -> np.ndarray:
+    """(7,) state in CommonRoad order from named wire fields; absent optional fields are NaN."""
+    out = np.full(len(State), math.nan)
+    for f in State:
+        value = fields.get(f.name.lower())
+        if value is not None:
+            out[f] = float(value)
+    return out

@@ -1,0 +1,343 @@
+"""The controller daemon: a thin ZeroMQ shell around ``ControlCore`` (docs/protocol.md).
+
+One thread serves the socket. Each wake-up drains every queued message first, so that of
+several step requests from one client only the newest is planned for (the older get a
+``stale`` error): a backlog never yields old actions. Control requests (ping, reset, stats,
+reload) are answered in order. Model reloads are prepared on a worker thread and swapped in
+between steps; a model that fails its checks is never swapped in (the old one stays).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zmq
+
+from controller import protocol as wire
+from controller.config import DaemonConfig
+from controller.core import ControlCore, StepOutcome, wire_state_vector
+from controller.protocol import ErrorCode, ProtocolError
+from controller.runtime import (
+    LoadedModel,
+    Runtime,
+    build_planner_for,
+    check_model,
+    load_model,
+    newest_bundle,
+    warm_up,
+)
+from controller.security import check_bind_allowed, configure_curve_server
+from controller.translog import TransitionLog
+
+log = logging.getLogger("controller.daemon")
+
+MAX_DRAIN = 1000
+POLL_MS = 50
+LATENCY_WINDOW = 10_000
+
+
+@dataclass
+class _Client:
+    last_stamp: float | None = None
+
+
+@dataclass
+class Stats:
+    started: float = field(default_factory=time.time)
+    requests: int = 0
+    steps: int = 0
+    status: Counter = field(default_factory=Counter)
+    errors: Counter = field(default_factory=Counter)
+    deadline_misses: int = 0
+    reloads: int = 0
+    reload_failures: int = 0
+    solve_ms: deque = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
+    handle_ms: deque = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
+
+    def as_dict(self, model: str, episode: int) -> dict[str, Any]:
+        def pct(values: deque, q: float) -> float:
+            return float(np.percentile(np.fromiter(values, float), q)) if values else 0.0
+
+        return {
+            "uptime_s": time.time() - self.started,
+            "requests": self.requests,
+            "steps": self.steps,
+            "ok": self.status["ok"],
+            "fallbacks": self.status["fallback"],
+            "stops": self.status["stop"],
+            "errors": sum(self.errors.values()),
+            "errors_by_code": dict(self.errors),
+            "deadline_misses": self.deadline_misses,
+            "solve_ms_p50": pct(self.solve_ms, 50),
+            "solve_ms_p99": pct(self.solve_ms, 99),
+            "handle_ms_p50": pct(self.handle_ms, 50),
+            "handle_ms_p99": pct(self.handle_ms, 99),
+            "handle_ms_max": max(self.handle_ms, default=0.0),
+            "reloads": self.reloads,
+            "reload_failures": self.reload_failures,
+            "model": model,
+            "episode": episode,
+        }
+
+
+class Daemon:
+    def __init__(self, runtime: Runtime, transition_log: TransitionLog | None = None):
+        self.runtime = runtime
+        self.config: DaemonConfig = runtime.config
+        self.core: ControlCore = runtime.core
+        self.model: LoadedModel = runtime.model
+        self.log = transition_log
+        self.stats = Stats()
+        self.episode = 0
+        self.clients: dict[bytes, _Client] = {}
+        self._stop = threading.Event()
+        self._pending_reload: tuple[LoadedModel, Any] | None = None
+        self._reload_thread: threading.Thread | None = None
+        self._reload_lock = threading.Lock()
+        self._reload_error: str | None = None
+        self._recent_states: deque = deque(maxlen=64)
+        self._watched_bundle: Path | None = runtime.model.source
+        self._last_watch = 0.0
+        self.context = zmq.Context.instance()
+        self.socket = self.context.socket(zmq.ROUTER)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        self.socket.setsockopt(zmq.ROUTER_MANDATORY, 0)
+        self.socket.setsockopt(zmq.MAXMSGSIZE, self.config.limits.max_message_bytes + 1024)
+        check_bind_allowed(self.config.bind, self.config.security)
+        self.auth = configure_curve_server(self.socket, self.context, self.config.security)
+        self.socket.bind(self.config.bind)
+        self.endpoint = self.socket.getsockopt_string(zmq.LAST_ENDPOINT)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def stop(self, *_: object) -> None:
+        self._stop.set()
+
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGINT, self.stop)
+        signal.signal(signal.SIGTERM, self.stop)
+
+    def serve(self) -> None:
+        log.info("serving %s (planner %s, model %s)", self.endpoint, self.core.planner.name, self.model.version)
+        if self.log:
+            self.log.event("start", episode=self.episode, model=self.model.version, endpoint=self.endpoint)
+        poller = zmq.Poller()
+        poller.register(self.socket, zmq.POLLIN)
+        try:
+            while not self._stop.is_set():
+                self._swap_reloaded_model()
+                self._maybe_watch()
+                if poller.poll(POLL_MS):
+                    self._serve_batch()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self.socket.close(linger=0)
+        if self.auth is not None:
+            self.auth.stop()
+        if self.log:
+            self.log.event("stop", episode=self.episode, stats=self.stats.as_dict(self.model.version, self.episode))
+            self.log.close()
+        log.info("stopped")
+
+    # -- one wake-up ------------------------------------------------------------------------------
+    def _serve_batch(self) -> None:
+        frames_list = []
+        for _ in range(MAX_DRAIN):
+            try:
+                frames_list.append(self.socket.recv_multipart(zmq.NOBLOCK))
+            except zmq.Again:
+                break
+        received = time.time()
+        newest: dict[bytes, tuple[list[bytes], wire.StepRequest, float]] = {}
+        for frames in frames_list:
+            self.stats.requests += 1
+            if len(frames) < 2:
+                continue  # no routing envelope: nothing can be replied
+            envelope, body = frames[:-1], frames[-1]
+            started = time.perf_counter()
+            try:
+                request = wire.decode_request(body, self.config.limits)
+            except ProtocolError as e:
+                self._error(envelope, e.code, e.message, e.seq)
+                continue
+            if isinstance(request, wire.StepRequest):
+                older = newest.get(envelope[0])
+                if older is not None:
+                    self._error(older[0], ErrorCode.STALE, "superseded by a newer step request", older[1].seq)
+                newest[envelope[0]] = (envelope, request, started)
+            else:
+                self._control(envelope, request)
+        for envelope, request, started in newest.values():
+            self._step(envelope, request, received, started)
+        if newest:
+            self.core.after_reply()
+
+    def _send(self, envelope: list[bytes], reply: dict[str, Any]) -> None:
+        try:
+            self.socket.send_multipart([*envelope, wire.encode(reply)], zmq.NOBLOCK)
+        except zmq.ZMQError as e:  # the peer went away; nothing to do
+            log.debug("reply not sent: %s", e)
+
+    def _error(self, envelope: list[bytes], code: ErrorCode, message: str, seq: int | None) -> None:
+        self.stats.errors[code.value] += 1
+        log.warning("error reply %s (seq %s): %s", code.value, seq, message)
+        self._send(envelope, wire.error_reply(code, message, seq))
+        if self.log and code is not ErrorCode.STALE:
+            self.log.event("error", episode=self.episode, code=code.value, message=message, seq=seq)
+
+    # -- steps ---------------------------------------------------------------------------------
+    def _step(self, envelope: list[bytes], request: wire.StepRequest, received: float, started: float) -> None:
+        client = self.clients.setdefault(envelope[0], _Client())
+        if client.last_stamp is not None and request.stamp <= client.last_stamp:
+            self._error(
+                envelope,
+                ErrorCode.STALE,
+                f"stamp {request.stamp} is not after the previous step's {client.last_stamp}",
+                request.seq,
+            )
+            return
+        if client.last_stamp is not None and request.stamp < client.last_stamp - self.config.stale_after_s:
+            self._error(envelope, ErrorCode.STALE, "stamp too old", request.seq)
+            return
+        client.last_stamp = request.stamp
+        assert request.state is not None
+        state = wire_state_vector(request.state)
+        try:
+            outcome = self.core.step(state, request.stamp)
+        except Exception as e:  # the core guards the planner; this is a bug, not a crash
+            log.exception("control step failed")
+            self._error(envelope, ErrorCode.INTERNAL, f"control step failed: {type(e).__name__}", request.seq)
+            return
+        plan = outcome.plan.tolist() if (request.want_plan and outcome.plan is not None) else None
+        reply = wire.action_reply(
+            request.seq,  # type: ignore[arg-type]
+            outcome.status,
+            outcome.action[0],
+            outcome.action[1],
+            outcome.solve_ms,
+            self.model.version,
+            plan,
+            outcome.cost,
+        )
+        self._send(envelope, reply)
+        replied = time.time()
+        handle_ms = (time.perf_counter() - started) * 1e3
+        self._account(outcome, handle_ms)
+        self._recent_states.append(state)
+        if self.log:
+            self.log.step(self._record(request, outcome, received, replied))
+
+    def _account(self, outcome: StepOutcome, handle_ms: float) -> None:
+        self.stats.steps += 1
+        self.stats.status[outcome.status] += 1
+        self.stats.solve_ms.append(outcome.solve_ms)
+        self.stats.handle_ms.append(handle_ms)
+        if outcome.deadline_missed:
+            self.stats.deadline_misses += 1
+        if outcome.status != "ok":
+            log.warning("%s: %s", outcome.status, outcome.reason)
+
+    def _record(self, request: wire.StepRequest, outcome: StepOutcome, received: float, replied: float) -> dict[str, Any]:
+        state = request.state or {}
+        return {
+            "episode": self.episode,
+            "seq": request.seq,
+            "stamp": request.stamp,
+            "received": received,
+            "replied": replied,
+            "state": {k: state.get(k) for k in ("x", "y", "steer", "v", "yaw", "yaw_rate", "slip")},
+            "action": {"steer_rate": float(outcome.action[0]), "accel": float(outcome.action[1])},
+            "status": outcome.status,
+            "solve_ms": outcome.solve_ms,
+            "deadline_missed": outcome.deadline_missed,
+            "cost": outcome.cost,
+            "cost_terms": outcome.cost_terms,
+            "planner": self.core.planner.name,
+            "model": self.model.version,
+        }
+
+    # -- control requests -------------------------------------------------------------------------
+    def _control(self, envelope: list[bytes], request: wire.Request) -> None:
+        if request.type == "ping":
+            self._send(envelope, wire.pong_reply(request.seq, self.model.version))
+        elif request.type == "reset":
+            self.episode += 1
+            self.core.reset()
+            self.clients.pop(envelope[0], None)
+            if self.log:
+                self.log.event("reset", episode=self.episode)
+            self._send(envelope, wire.ack_reply(request.seq, "reset", episode=self.episode))
+        elif request.type == "stats":
+            self._send(envelope, wire.stats_reply(request.seq, self.stats.as_dict(self.model.version, self.episode)))
+        elif request.type == "reload":
+            path = request.body.get("path")
+            if path is not None and not isinstance(path, str):
+                self._error(envelope, ErrorCode.WRONG_TYPE, "path must be a string", request.seq)
+                return
+            started = self.start_reload(path)
+            if started:
+                self._send(envelope, wire.ack_reply(request.seq, "reload", model=self.model.version))
+            else:
+                self._error(envelope, ErrorCode.RELOAD_FAILED, "a reload is already in progress", request.seq)
+
+    # -- model reload (worker thread) -------------------------------------------------------------
+    def start_reload(self, path: str | None = None) -> bool:
+        """Prepare a new model off the control path; False if one is being prepared."""
+        with self._reload_lock:
+            if self._reload_thread is not None and self._reload_thread.is_alive():
+                return False
+            self._reload_thread = threading.Thread(
+                target=self._prepare_reload, args=(path,), name="model-reload", daemon=True
+            )
+            self._reload_thread.start()
+            return True
+
+    def _prepare_reload(self, path: str | None) -> None:
+        try:
+            model = load_model(self.config, path)
+            planner, dynamics = build_planner_for(self.config, model, self.runtime.track)
+            if self._recent_states:
+                check_model(dynamics, np.array(self._recent_states))
+            warm_up(planner, self.runtime.track, min(self.config.cost.target_speed, 5.0))
+            with self._reload_lock:
+                self._pending_reload = (model, planner)
+        except Exception as e:
+            self.stats.reload_failures += 1
+            log.error("reload failed, keeping model %s: %s", self.model.version, e)
+            if self.log:
+                self.log.event("reload_failed", episode=self.episode, error=str(e), kept=self.model.version)
+
+    def _swap_reloaded_model(self) -> None:
+        with self._reload_lock:
+            pending, self._pending_reload = self._pending_reload, None
+        if pending is None:
+            return
+        model, planner = pending
+        previous = self.model.version
+        self.core.replace_planner(planner)
+        self.model = model
+        self.stats.reloads += 1
+        log.info("model %s -> %s", previous, model.version)
+        if self.log:
+            self.log.event("reload", episode=self.episode, model=model.version, previous=previous)
+
+    def _maybe_watch(self) -> None:
+        if not (self.config.model.watch and self.config.model.model_dir):
+            return
+        now = time.monotonic()
+        if now - self._last_watch < 1.0:
+            return
+        self._last_watch = now
+        newest = newest_bundle(self.config.model.model_dir)
+        if newest is not None and newest != self._watched_bundle:
+            self._watched_bundle = newest
+            self.start_reload(str(newest))

@@ -1,0 +1,130 @@
+"""Assembling a controller from a config: track, vehicle, model, cost, planner, core.
+
+Kept apart from the daemon so that tests, benchmarks and the simulator's in-process mode build
+exactly what the daemon runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from controller.config import DaemonConfig
+from controller.core import ControlCore
+from controller.costs import TrackCost
+from controller.delay import DelayCompensator
+from controller.planners.base import Planner
+from controller.planners.registry import build_planner
+from controller.track import Track, load_track
+from vehicle_models.bundle import BundleError, ModelBundle, load_bundle
+from vehicle_models.params import BicycleParams, load_params
+
+log = logging.getLogger(__name__)
+KINEMATIC_VERSION = "kinematic"
+
+
+@dataclass
+class LoadedModel:
+    version: str
+    params: BicycleParams
+    bundle: ModelBundle | None
+    source: Path | None
+
+
+def newest_bundle(model_dir: str | Path) -> Path | None:
+    """The most recently written bundle directory (one holding manifest.json), if any."""
+    candidates = [p.parent for p in Path(model_dir).glob("*/manifest.json")]
+    return max(candidates, key=lambda p: (p / "manifest.json").stat().st_mtime, default=None)
+
+
+def load_model(config: DaemonConfig, path: str | Path | None = None) -> LoadedModel:
+    """The bundle at ``path``, else the configured one, else the newest in model_dir, else
+    the kinematic model of the configured vehicle."""
+    source = path or config.model.bundle
+    if source is None and config.model.model_dir:
+        source = newest_bundle(config.model.model_dir)
+    if source is None:
+        return LoadedModel(KINEMATIC_VERSION, load_params(config.vehicle), None, None)
+    bundle = load_bundle(source)
+    return LoadedModel(bundle.version, bundle.params, bundle, Path(source))
+
+
+def build_planner_for(
+    config: DaemonConfig, model: LoadedModel, track: Track
+) -> tuple[Planner, object]:
+    dtype = torch.float32 if config.model.dtype == "float32" else torch.float64
+    dt = config.planner.dt
+    if model.bundle is not None:
+        dynamics = model.bundle.build(dt, dtype=dtype)
+    else:
+        from vehicle_models.kinematic import KinematicBicycle
+
+        dynamics = KinematicBicycle(model.params, dt)
+    cost = TrackCost(config.cost, track, model.params, dtype)
+    return build_planner(config.planner, dynamics, cost, model.params, dtype), dynamics
+
+
+def warm_up(planner: Planner, track: Track, speed: float) -> float:
+    """Run the planner twice from a start state (compiles on the first call); seconds taken."""
+    from sim.closed_loop import start_state
+
+    started = time.perf_counter()
+    x = start_state(track, speed)
+    result = planner.plan(x)
+    planner.prepare()
+    result = planner.plan(x, result.actions, result.actions[0])
+    planner.prepare()
+    if not bool(torch.isfinite(result.actions).all()):
+        raise BundleError("the planner returns non-finite actions on a start state")
+    return time.perf_counter() - started
+
+
+def check_model(dynamics: object, states: np.ndarray) -> None:
+    """Finite next states on recent states (a reloaded model must not emit NaN)."""
+    x = torch.as_tensor(states[:, :5], dtype=torch.float32)
+    u = torch.zeros(len(x), 2)
+    step = getattr(dynamics, "step")
+    out = step(x.to(getattr(dynamics, "dtype", torch.float32)), u)
+    if not bool(torch.isfinite(out).all()):
+        raise BundleError("the model predicts non-finite states on recent states")
+
+
+@dataclass
+class Runtime:
+    config: DaemonConfig
+    track: Track
+    model: LoadedModel
+    core: ControlCore
+
+
+def build_runtime(config: DaemonConfig, warm: bool = True) -> Runtime:
+    torch.set_num_threads(config.threads)
+    track = load_track(config.track)
+    model = load_model(config)
+    planner, dynamics = build_planner_for(config, model, track)
+    if warm:
+        seconds = warm_up(planner, track, min(config.cost.target_speed, 5.0))
+        log.info("planner %s ready after %.1f s warm-up", planner.name, seconds)
+    delay = None
+    if config.dead_time > 0:
+        from vehicle_models.kinematic import KinematicBicycle
+
+        delay = DelayCompensator(
+            KinematicBicycle(model.params, config.control_period), config.dead_time, config.control_period
+        )
+    core = ControlCore(
+        planner,
+        model.params,
+        config.control_period,
+        config.solve_budget_s,
+        config.max_consecutive_fallbacks,
+        config.stop_decel,
+        delay,
+        state_dim=getattr(dynamics, "state_dim", 5),
+    )
+    return Runtime(config, track, model, core)
