@@ -124,11 +124,18 @@ class EpisodeConfig:
     max_offtrack_s: float = 2.0
     realtime: bool = False
     reply_timeout_s: float = 1.0
+    #: lockstep: how long to keep resending a step the controller does not answer [s]
+    unavailable_limit_s: float = 120.0
     vehicle_width: float = 1.674
 
 
 def state_message(state: np.ndarray) -> dict[str, float]:
-    return {name: float(state[i]) for i, name in enumerate(FIELD_NAMES) if i < len(state)}
+    """Wire fields of a state; unmeasured (NaN) optional fields are left out."""
+    return {
+        name: float(state[i])
+        for i, name in enumerate(FIELD_NAMES)
+        if i < len(state) and math.isfinite(state[i])
+    }
 
 
 def run_episode(
@@ -169,10 +176,21 @@ def run_episode(
     steps = 0
     for n in range(max_steps):
         measured = sensor.measure(state) if sensor else state
-        reply = controller.step(n, sim_time, state_message(measured), config.reply_timeout_s)
+        message = state_message(measured)
+        reply = controller.step(n, sim_time, message, config.reply_timeout_s)
+        if not config.realtime:
+            # Lockstep: the simulation waits for the controller (a restarting daemon, say).
+            waited = 0.0
+            while reply.status == "timeout" and waited < config.unavailable_limit_s:
+                counts["timeout"] += 1
+                waited += config.reply_timeout_s
+                reply = controller.step(n, sim_time, message, config.reply_timeout_s)
+            if reply.status == "timeout":
+                end_reason = "controller"
+                break
         rtt.append(reply.round_trip_ms)
         solve.append(reply.solve_ms)
-        if reply.status in ("fallback", "stop", "error", "timeout"):
+        if reply.status in ("fallback", "stop", "error") or (config.realtime and reply.status == "timeout"):
             counts[reply.status] += 1
         late = config.realtime and reply.round_trip_ms > period * 1e3
         if late:

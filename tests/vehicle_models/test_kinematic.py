@@ -50,8 +50,8 @@ def test_straight_line_at_constant_speed(integrator: str) -> None:
 
 @pytest.mark.parametrize("integrator,tol", [("exact", 1e-11), ("rk4", 1e-7)])
 def test_constant_steer_circle(integrator: str, tol: float) -> None:
-    """Yaw rate v tan(steer) / L, and the reference point stays on a circle of radius L / tan(steer)."""
-    model = _make(integrator)
+    """Yaw rate v tan(steer) / L, and the rear axle stays on a circle of radius L / tan(steer)."""
+    model = _make(integrator, ref_to_rear=0.0)
     L, v, steer = model.params.wheelbase, 8.0, 0.2
     x0 = torch.tensor([0.0, 0.0, steer, v, 0.0], dtype=torch.float64)
     steps = 200
@@ -79,7 +79,7 @@ def test_reference_point_ahead_of_rear_axle_moves_on_larger_circle() -> None:
 
 def test_steering_gain_and_offset_change_the_effective_angle() -> None:
     gain, offset = 0.85, 0.02
-    model = _make("exact", steer_gain=gain, steer_offset=offset)
+    model = _make("exact", steer_gain=gain, steer_offset=offset, ref_to_rear=0.0)
     L, v, steer = model.params.wheelbase, 5.0, 0.1
     x = rollout(model, torch.tensor([0.0, 0.0, steer, v, 0.0], dtype=torch.float64), torch.zeros(10, 2, dtype=torch.float64))
     expected = v * math.tan(gain * steer + offset) / L * 10 * model.dt
