@@ -47,10 +47,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from controller.daemon import Daemon
     from controller.runtime import build_runtime
-    from controller.security import InsecureBindError
+    from controller.security import InsecureBindError, check_bind_allowed
     from controller.translog import TransitionLog
 
     try:
+        check_bind_allowed(config.bind, config.security)  # before the slow warm-up
         runtime = build_runtime(config)
         transition_log = (
             TransitionLog(

@@ -110,7 +110,9 @@ class Daemon:
         self.socket = self.context.socket(zmq.ROUTER)
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.setsockopt(zmq.ROUTER_MANDATORY, 0)
-        self.socket.setsockopt(zmq.MAXMSGSIZE, self.config.limits.max_message_bytes + 1024)
+        # Bodies over the cap get a too_large reply; ZeroMQ drops the connection of a peer
+        # whose frame exceeds the hard limit, before it is ever held in memory whole.
+        self.socket.setsockopt(zmq.MAXMSGSIZE, max(16 * self.config.limits.max_message_bytes, 1 << 20))
         check_bind_allowed(self.config.bind, self.config.security)
         self.auth = configure_curve_server(self.socket, self.context, self.config.security)
         self.socket.bind(self.config.bind)

@@ -1,0 +1,98 @@
+"""Control core: output guard, fallback to the shifted plan, controlled stop, recovery."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from controller.core import ControlCore, guard_action, wire_state_vector
+from controller.costs import CostConfig, TrackCost
+from controller.planners.mppi import MPPIConfig
+from controller.planners.registry import build_planner
+from controller.track import load_track
+from sim.closed_loop import start_state
+from vehicle_models import KinematicBicycle, load_params
+
+PARAMS = load_params("passenger_car")
+
+
+class FaultyPlanner:
+    """A real MPPI planner with fault injection: raises or returns NaN while told to."""
+
+    def __init__(self, planner):
+        self.inner = planner
+        self.name, self.horizon, self.dt = planner.name, planner.horizon, planner.dt
+        self.fault: str | None = None
+
+    def prepare(self) -> None:
+        self.inner.prepare()
+
+    def plan(self, *args, **kwargs):
+        result = self.inner.plan(*args, **kwargs)
+        if self.fault == "raise":
+            raise RuntimeError("solver blew up")
+        if self.fault == "nan":
+            result.actions[0, 0] = float("nan")
+        return result
+
+
+@pytest.fixture(scope="module")
+def track():
+    return load_track("circle")
+
+
+def make_core(track, max_fallbacks: int = 3) -> tuple[ControlCore, FaultyPlanner]:
+    cost = TrackCost(CostConfig(), track, PARAMS)
+    planner = FaultyPlanner(
+        build_planner(MPPIConfig(num_samples=128, horizon=20, compile=False), KinematicBicycle(PARAMS, 0.05), cost, PARAMS)
+    )
+    return ControlCore(planner, PARAMS, 0.05, 0.03, max_fallbacks, stop_decel=4.0), planner
+
+
+def state7(track, v: float = 10.0) -> np.ndarray:
+    x = np.full(7, np.nan)
+    x[:5] = start_state(track, v).numpy()
+    return x
+
+
+def test_guard_clamps_and_never_emits_nan() -> None:
+    state = np.array([0, 0, PARAMS.steer_max, 5.0, 0, np.nan, np.nan])
+    out = guard_action(np.array([np.nan, 1e9]), state, PARAMS)
+    assert out.tolist() == [0.0, PARAMS.accel_max]
+    out = guard_action(np.array([0.3, -1.0]), state, PARAMS)
+    assert out[0] == 0.0  # at the steering end stop, no further
+    stopped = np.array([0, 0, 0, 0.0, 0, 0, 0])
+    assert guard_action(np.array([-0.1, -5.0]), stopped, PARAMS)[1] == 0.0
+
+
+def test_fallback_then_stop_then_recovery(track) -> None:
+    core, planner = make_core(track, max_fallbacks=2)
+    x = state7(track)
+    first = core.step(x, 0.0)
+    assert first.status == "ok" and first.plan is not None
+    planner.fault = "raise"
+    second = core.step(x, 0.05)
+    assert second.status == "fallback" and "solver blew up" in second.reason
+    # The fallback is the previous plan shifted by one period.
+    np.testing.assert_allclose(second.action, guard_action(first.plan[1], x, PARAMS), atol=1e-6)
+    planner.fault = "nan"
+    assert core.step(x, 0.10).status == "fallback"
+    stop = core.step(x, 0.15)
+    assert stop.status == "stop"
+    assert stop.action.tolist() == [0.0, -4.0]
+    planner.fault = None
+    assert core.step(x, 0.20).status == "ok"
+    assert core.consecutive_fallbacks == 0
+
+
+def test_no_plan_to_fall_back_on_means_stop(track) -> None:
+    core, planner = make_core(track)
+    planner.fault = "raise"
+    out = core.step(state7(track), 0.0)
+    assert out.status == "stop" and np.isfinite(out.action).all()
+
+
+def test_wire_state_vector_marks_missing_fields() -> None:
+    v = wire_state_vector({"x": 1.0, "y": 2.0, "steer": 0.1, "v": 3.0, "yaw": 0.5})
+    assert v[:5].tolist() == [1.0, 2.0, 0.1, 3.0, 0.5] and np.isnan(v[5:]).all()
