@@ -80,7 +80,7 @@ class SensorNoise:
 class Summary:
     track: str
     completed: bool
-    end_reason: str  #: "lap", "offtrack", "step_limit" or "controller"
+    end_reason: str  #: "lap", "offtrack", "step_limit", "controller" or "diverged"
     steps: int
     lap_time_s: float | None
     mean_abs_lateral_m: float
@@ -200,6 +200,9 @@ def run_episode(
         state = plant.step(held, period)
         sim_time += period
         steps = n + 1
+        if not np.isfinite(state).all():
+            end_reason = "diverged"
+            break
         if config.realtime:
             clock += period
             time.sleep(max(0.0, clock - time.perf_counter()))

@@ -72,7 +72,11 @@ class TrueCar:
     def step(self, action: np.ndarray, period: float) -> np.ndarray:
         """Send ``action`` now and advance ``period`` seconds; the new state (7,)."""
         self._commands.append((self.time, np.asarray(action, dtype=np.float64).copy()))
-        n = max(1, math.ceil(period / self.actuators.substep - 1e-9))
+        # The tyre terms scale with 1 / v: near standstill the model is stiff, and RK4 needs
+        # steps below ~0.014 v seconds to stay stable. Shrink the substep there.
+        speed = max(abs(float(self.state[3])), 0.05)
+        substep = min(self.actuators.substep, max(2.5e-4, 0.005 * speed))
+        n = max(1, math.ceil(period / substep - 1e-9))
         h = period / n
         f_steer = lag_factor(self.actuators.lag_steer_rate, h)
         f_accel = lag_factor(self.actuators.lag_accel, h)

@@ -1,0 +1,1 @@
+"""System identification: refit the kinematic parameters and train the residual from logs."""

@@ -1,0 +1,101 @@
+"""From step records to fitting data: runs of consecutive steps, a time split, windows.
+
+A run is a stretch of one episode with consecutive ``seq`` and a steady period. Runs are cut
+into blocks of ``block_s`` seconds; every ``holdout_every``-th block is held out for
+validation, so that training and validation never share a moment of driving (windows never
+straddle two blocks).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from controller.translog import Steps
+
+STATE_DIM = 5  # the controller's models use x, y, steer, v, yaw
+
+
+class DataError(ValueError):
+    """Logs that cannot be fitted: empty, too short, or inconsistent."""
+
+
+@dataclass
+class Block:
+    states: np.ndarray  #: (n + 1, 5)
+    actions: np.ndarray  #: (n, 2) applied between states[k] and states[k + 1]
+    period: float
+    held_out: bool
+
+    @property
+    def steps(self) -> int:
+        return len(self.actions)
+
+
+@dataclass
+class Windows:
+    """Open-loop prediction windows: start states, the actions applied, the states measured."""
+
+    start: np.ndarray  #: (W, 5)
+    actions: np.ndarray  #: (W, M, 2)
+    measured: np.ndarray  #: (W, M, 5) states after each action
+
+    def __len__(self) -> int:
+        return len(self.start)
+
+
+def control_period(steps: Steps) -> float:
+    dt = np.diff(steps.stamp)
+    good = (dt > 0) & (np.diff(steps.seq) == 1) & (np.diff(steps.episode) == 0)
+    if good.sum() < 10:
+        raise DataError(f"only {int(good.sum())} consecutive steps in the logs; need a few seconds of driving")
+    return float(np.median(dt[good]))
+
+
+def blocks(steps: Steps, block_s: float = 10.0, holdout_every: int = 4) -> tuple[list[Block], float]:
+    if len(steps) == 0:
+        raise DataError("the logs hold no step records")
+    period = control_period(steps)
+    states = steps.states[:, :STATE_DIM]
+    if not np.isfinite(states).all() or not np.isfinite(steps.actions).all():
+        raise DataError("non-finite states or actions in the logs")
+    breaks = (
+        (np.diff(steps.episode) != 0)
+        | (np.diff(steps.seq) != 1)
+        | (np.abs(np.diff(steps.stamp) - period) > 0.25 * period)
+    )
+    starts = np.concatenate([[0], np.flatnonzero(breaks) + 1])
+    ends = np.concatenate([np.flatnonzero(breaks) + 1, [len(steps)]])
+    per_block = max(2, int(round(block_s / period)))
+    out: list[Block] = []
+    count = 0
+    for a, b in zip(starts, ends):
+        for s in range(a, b - 1, per_block):
+            e = min(s + per_block, b - 1)
+            if e - s < 2:
+                continue
+            out.append(Block(states[s : e + 1], steps.actions[s:e], period, held_out=(count % holdout_every == holdout_every - 1)))
+            count += 1
+    if not any(b.held_out for b in out) or all(b.held_out for b in out):
+        raise DataError(f"need at least {holdout_every} blocks of {block_s:.0f} s to hold some out; got {len(out)}")
+    return out, period
+
+
+def windows(chosen: list[Block], length: int, stride: int = 1) -> Windows:
+    starts, acts, meas = [], [], []
+    for b in chosen:
+        for s in range(0, b.steps - length + 1, stride):
+            starts.append(b.states[s])
+            acts.append(b.actions[s : s + length])
+            meas.append(b.states[s + 1 : s + length + 1])
+    if not starts:
+        raise DataError(f"no window of {length} steps fits in the data")
+    return Windows(np.array(starts), np.array(acts), np.array(meas))
+
+
+def transitions_of(chosen: list[Block]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    x = np.concatenate([b.states[:-1] for b in chosen])
+    u = np.concatenate([b.actions for b in chosen])
+    y = np.concatenate([b.states[1:] for b in chosen])
+    return x, u, y
