@@ -180,10 +180,10 @@ def test_disagreement_penalty_needs_an_ensemble_and_is_refused_by_ilqr(track) ->
 
 
 LAP_CASES = [
-    ("random:0", MPPIConfig(num_samples=256, horizon=30)),
-    ("random:0", ILQRConfig(horizon=30)),
-    ("Zandvoort", MPPIConfig(num_samples=256, horizon=30)),
-    ("Zandvoort", ILQRConfig(horizon=30)),
+    ("random:0", MPPIConfig(num_samples=256, horizon=20)),
+    ("random:0", ILQRConfig(horizon=20)),
+    ("Zandvoort", MPPIConfig(num_samples=256, horizon=20)),
+    ("Zandvoort", ILQRConfig(horizon=20)),
 ]
 
 
