@@ -43,6 +43,7 @@ STATE = {"x": 0.0, "y": 0.0, "yaw": 0.0, "v": 5.0, "steer": 0.0}
 
 def start_daemon(tmp: Path, overrides: list[str]) -> tuple[subprocess.Popen, str]:
     endpoint = f"tcp://127.0.0.1:{free_port()}"
+    tmp.mkdir(parents=True, exist_ok=True)
     args = [sys.executable, "-m", "controller", "--bind", endpoint, "--log-dir", str(tmp / "logs")]
     args += [f"--set={o}" for o in overrides]
     proc = subprocess.Popen(args, cwd=ROOT, stdout=open(tmp / "daemon.out", "a"), stderr=subprocess.STDOUT)
