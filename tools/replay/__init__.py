@@ -1,0 +1,1 @@
+"""Replay-log analysis: tracking, timing and model-prediction error, with plots."""
