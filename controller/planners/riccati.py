@@ -64,6 +64,22 @@ def _cho_solve(L: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 @njit(cache=True)
+def _free_indices(free: np.ndarray) -> np.ndarray:
+    """Indices of the True entries (np.flatnonzero, which numba lacks for bool arrays)."""
+    nf = 0
+    for i in range(free.shape[0]):
+        if free[i]:
+            nf += 1
+    idx = np.empty(nf, dtype=np.int64)
+    c = 0
+    for i in range(free.shape[0]):
+        if free[i]:
+            idx[c] = i
+            c += 1
+    return idx
+
+
+@njit(cache=True)
 def box_qp(
     H: np.ndarray, g: np.ndarray, lo: np.ndarray, hi: np.ndarray, x0: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, bool]:
@@ -79,18 +95,10 @@ def box_qp(
         # Clamped: at a bound with the gradient pushing outwards.
         for i in range(n):
             free[i] = not ((x[i] <= lo[i] and grad[i] > 0.0) or (x[i] >= hi[i] and grad[i] < 0.0))
-        nf = 0
-        for i in range(n):
-            if free[i]:
-                nf += 1
+        idx = _free_indices(free)
+        nf = idx.shape[0]
         if nf == 0:
             return x, free, True
-        idx = np.empty(nf, dtype=np.int64)
-        c = 0
-        for i in range(n):
-            if free[i]:
-                idx[c] = i
-                c += 1
         Hf = np.empty((nf, nf))
         gf = np.empty(nf)
         for a in range(nf):
@@ -175,17 +183,9 @@ def backward_pass(
         if not ok:
             return k, K, dV, False
         k[t] = dk
-        nf = 0
-        for i in range(nu):
-            if free[i]:
-                nf += 1
+        idx = _free_indices(free)
+        nf = idx.shape[0]
         if nf > 0:
-            idx = np.empty(nf, dtype=np.int64)
-            c = 0
-            for i in range(nu):
-                if free[i]:
-                    idx[c] = i
-                    c += 1
             Hf = np.empty((nf, nf))
             Bf = np.empty((nf, nz))
             for a in range(nf):

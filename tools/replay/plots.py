@@ -45,37 +45,42 @@ def path_map(runs: Sequence[tuple[Steps, RunAnalysis]], track: Track, out: Path,
     return path
 
 
-def along_track(runs: Sequence[tuple[Steps, RunAnalysis]], out: Path) -> Path:
+def _two_panels(runs, x_of, top_of, bottom_of, labels: tuple[str, str, str], path: Path) -> Path:
     fig, (a, b) = plt.subplots(2, 1, figsize=(10, 6), sharex=True)
     for steps, run in runs:
-        a.plot(run.distance, run.lateral, lw=0.8, label=run.name)
-        b.plot(run.distance, steps.states[:, State.V], lw=0.8, label=run.name)
-    a.set_ylabel("lateral offset [m]")
-    b.set_ylabel("speed [m/s]")
-    b.set_xlabel("distance driven [m]")
+        x = x_of(steps, run)
+        a.plot(x, top_of(steps, run), lw=0.8, label=run.name)
+        b.plot(x, bottom_of(steps, run), lw=0.8, label=run.name)
+    a.set_ylabel(labels[0])
+    b.set_ylabel(labels[1])
+    b.set_xlabel(labels[2])
     a.legend()
-    path = out / "lateral_speed_vs_distance.png"
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def along_track(runs: Sequence[tuple[Steps, RunAnalysis]], out: Path) -> Path:
+    return _two_panels(
+        runs,
+        lambda steps, run: run.distance,
+        lambda steps, run: run.lateral,
+        lambda steps, run: steps.states[:, State.V],
+        ("lateral offset [m]", "speed [m/s]", "distance driven [m]"),
+        out / "lateral_speed_vs_distance.png",
+    )
 
 
 def actions(runs: Sequence[tuple[Steps, RunAnalysis]], out: Path) -> Path:
-    fig, (a, b) = plt.subplots(2, 1, figsize=(10, 6), sharex=True)
-    for steps, run in runs:
-        t = steps.stamp - steps.stamp[0]
-        a.plot(t, steps.actions[:, 0], lw=0.8, label=run.name)
-        b.plot(t, steps.actions[:, 1], lw=0.8, label=run.name)
-    a.set_ylabel("steer rate [rad/s]")
-    b.set_ylabel("accel [m/s^2]")
-    b.set_xlabel("time [s]")
-    a.legend()
-    path = out / "actions.png"
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _two_panels(
+        runs,
+        lambda steps, run: steps.stamp - steps.stamp[0],
+        lambda steps, run: steps.actions[:, 0],
+        lambda steps, run: steps.actions[:, 1],
+        ("steer rate [rad/s]", "accel [m/s^2]", "time [s]"),
+        out / "actions.png",
+    )
 
 
 def latency(runs: Sequence[tuple[Steps, RunAnalysis]], out: Path) -> Path:
