@@ -21,12 +21,13 @@ from controller.planners.ilqr import ILQRConfig
 from controller.planners.mppi import MPPIConfig
 from controller.planners.registry import build_planner
 from controller.track import load_track
+from tests.shared_data import shared_tracks
 from sim.closed_loop import drive, start_state
 from vehicle_models import KinematicBicycle, State, load_params
 from vehicle_models.residual import ResidualConfig, ResidualEnsemble
 from vehicle_models.semi_parametric import SemiParametricModel
 
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "tracks"
+SHARED = shared_tracks()
 PARAMS = load_params("passenger_car")
 
 

@@ -11,8 +11,9 @@ import torch
 
 from controller.track import Track, TrackFormatError, load_track, speed_profile
 from controller.track import tum_csv
+from tests.shared_data import shared_tracks
 
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "tracks"
+SHARED = shared_tracks()
 REAL_TRACKS = {"Monza": 5.8e3, "Spa": 7.0e3, "Zandvoort": 4.3e3}
 
 
