@@ -103,7 +103,7 @@ def run_loop(work: Path, s: LoopSettings = LoopSettings(), progress: bool = Fals
 
     # Held out: the laps driven after the reload (episode 2), never seen by the fit.
     steps = load_steps(logs)
-    steps_after = _episode(steps, int(steps.episode.max()))
+    steps_after = steps.select(steps.episode == int(steps.episode.max()))
     all_blocks, period = _all_blocks(steps_after)
     held_out = windows(all_blocks, int(round(1.0 / period)), stride=2)
     wrong_model = load_bundle(base).build(period, dtype=torch.float64)
@@ -121,18 +121,6 @@ def run_loop(work: Path, s: LoopSettings = LoopSettings(), progress: bool = Fals
                 "held_out_rmse_in_fit": report["held_out_rmse"]},
         "settings": {"track": s.track, "target_speed": s.target_speed, "laps": s.laps},
     }
-
-
-def _episode(steps, episode: int):
-    from dataclasses import replace
-
-    keep = steps.episode == episode
-    return replace(
-        steps,
-        **{f: getattr(steps, f)[keep] for f in ("episode", "seq", "stamp", "received", "replied", "states",
-                                                "actions", "status", "solve_ms", "deadline_missed", "model", "planner")},
-        cost_terms={k: v[keep] for k, v in steps.cost_terms.items()},
-    )
 
 
 def _all_blocks(steps):

@@ -1,29 +1,40 @@
 """Reading transition logs, including files cut short by a crash.
 
-``read_records`` streams the messages of one or more files (or directories of them) in file
-order; a file that ends mid-record yields every complete record before the cut and reports
-the unreadable tail in ``ReadReport``. ``load_steps`` gathers step records into arrays;
-``transitions`` pairs consecutive steps of an episode into (state, action, next state, dt).
+``read_log`` streams the messages of one or more files (or directories of them) in name order,
+which is write order. A file that ends inside a record (the writer was killed) yields every
+complete record before the cut and stops there; ``ReadReport`` says which files were cut and
+how many bytes at their ends could not be read. ``load_steps`` gathers step records into
+columns; ``transitions`` pairs consecutive steps of an episode into (state, action, next state,
+dt).
+
+How a cut is found: before parsing, the record frames (1-byte opcode, 8-byte length) are
+walked to the end of the last complete record, and the mcap ``StreamReader`` is given only
+that prefix. It never sees a partial record, so a cut anywhere (inside the magic, a length
+field, a schema, a message body) ends the file cleanly instead of surfacing as one of the
+several exceptions the parser raises on short reads.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import math
-from dataclasses import dataclass, field
+import struct
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, BinaryIO, Iterable, Iterator, NamedTuple
 
 import numpy as np
-from mcap.exceptions import McapError
+from mcap.exceptions import EndOfFile
+from mcap.opcode import Opcode
 from mcap.records import Channel, Message
 from mcap.stream_reader import StreamReader
 
-from controller.translog.writer import EVENT_TOPIC, STEP_TOPIC
+from controller.translog.schema import ACTION_FIELDS, EVENT_TOPIC, STATE_FIELDS, STEP_TOPIC
 
-STATE_FIELDS = ("x", "y", "steer", "v", "yaw", "yaw_rate", "slip")
-ACTION_FIELDS = ("steer_rate", "accel")
+MAGIC = b"\x89MCAP0\r\n"
+_FRAME = struct.Struct("<BQ")  # opcode, record length
+
+Paths = str | Path | Iterable[str | Path]
 
 
 class LogError(ValueError):
@@ -32,18 +43,30 @@ class LogError(ValueError):
 
 @dataclass
 class ReadReport:
+    """What reading found besides the records; filled in as the iterator is consumed."""
+
     files: int = 0
-    records: int = 0
-    truncated_files: list[str] = field(default_factory=list)
-    unreadable_bytes: int = 0
+    records: int = 0  #: complete messages read (all topics)
+    truncated_files: list[str] = field(default_factory=list)  #: cut inside a record (a crash)
+    unfinished_files: list[str] = field(default_factory=list)  #: no footer: still open or killed
+    unreadable_bytes: int = 0  #: bytes after the last complete record, over all files
+    bad_messages: int = 0  #: complete messages whose body was not JSON (skipped)
+    corrupt_files: list[str] = field(default_factory=list)  #: unparseable complete records
 
 
-def log_files(paths: Iterable[str | Path] | str | Path) -> list[Path]:
-    """The .mcap files named, or found in named directories, in name (= time) order."""
+class LogRecord(NamedTuple):
+    topic: str
+    log_time_ns: int  #: when the daemon queued it, Unix time [ns]
+    data: dict[str, Any]
+
+
+def log_files(paths: Paths) -> list[Path]:
+    """The files named, and the .mcap files in named directories, in name (= write) order."""
     if isinstance(paths, (str, Path)):
         paths = [paths]
+    paths = [Path(p) for p in paths]
     files: list[Path] = []
-    for p in map(Path, paths):
+    for p in paths:
         if p.is_dir():
             files.extend(sorted(p.glob("*.mcap")))
         elif p.exists():
@@ -55,132 +78,215 @@ def log_files(paths: Iterable[str | Path] | str | Path) -> list[Path]:
     return files
 
 
-def _read_file(path: Path, report: ReadReport) -> Iterator[tuple[str, int, dict[str, Any]]]:
-    size = path.stat().st_size
-    if size == 0:
-        raise LogError(f"{path}: empty file")
-    channels: dict[int, str] = {}
+def read_log(paths: Paths, report: ReadReport | None = None) -> Iterator[LogRecord]:
+    """Every complete message of the log files, file by file; never raises on a cut file.
+
+    Raises ``LogError`` for a missing path, a file that is not MCAP, or when every file is
+    empty. An empty file among others (a writer killed before its header reached the disk)
+    counts as truncated. Pass a ``ReadReport`` to learn what was cut.
+    """
+    report = report if report is not None else ReadReport()
+    files = log_files(paths)
+    empty = 0
+    for path in files:
+        report.files += 1
+        if path.stat().st_size == 0:
+            empty += 1
+            report.truncated_files.append(str(path))
+            continue
+        yield from _read_file(path, report)
+    if empty == len(files):
+        raise LogError(f"{files[0]}: empty file" if len(files) == 1 else "all log files are empty")
+
+
+read_records = read_log  # the name this function had first
+
+
+def _read_file(path: Path, report: ReadReport) -> Iterator[LogRecord]:
     with open(path, "rb") as f:
-        reader = StreamReader(f, skip_magic=False, validate_crcs=False)
+        end, size, finished = _complete_prefix(f, path)
+        if end < size:
+            report.truncated_files.append(str(path))
+            report.unreadable_bytes += size - end
+        elif not finished:
+            report.unfinished_files.append(str(path))
+        if end < len(MAGIC):
+            return
+        f.seek(0)
+        topics: dict[int, str] = {}
         try:
+            reader = StreamReader(_Prefix(f, end), skip_magic=False, validate_crcs=False)
             for record in reader.records:
                 if isinstance(record, Channel):
-                    channels[record.id] = record.topic
-                elif isinstance(record, Message) and record.channel_id in channels:
+                    if record.message_encoding == "json":
+                        topics[record.id] = record.topic
+                elif isinstance(record, Message) and record.channel_id in topics:
                     try:
-                        body = json.loads(record.data)
+                        data = json.loads(record.data)
                     except ValueError:
-                        continue  # a corrupt message body: skip it, keep the rest
+                        report.bad_messages += 1
+                        continue
                     report.records += 1
-                    yield channels[record.channel_id], record.log_time, body
-        except McapError as e:
-            if "magic" in str(e).lower() and report.records == 0 and not channels:
-                raise LogError(f"{path}: not an MCAP file") from None
-            _truncated(path, f, size, report)
-        except (EOFError, ValueError, KeyError, IndexError, OSError):
-            _truncated(path, f, size, report)
-        except Exception:  # the mcap reader raises plain exceptions on some cuts
-            _truncated(path, f, size, report)
+                    yield LogRecord(topics[record.channel_id], record.log_time, data)
+        except EndOfFile:
+            if finished:  # the frames were complete up to the footer, yet the parser ran out
+                report.corrupt_files.append(str(path))
+        except Exception:  # a complete frame the parser rejects: keep what came before
+            report.corrupt_files.append(str(path))
 
 
-def _truncated(path: Path, f: Any, size: int, report: ReadReport) -> None:
-    report.truncated_files.append(str(path))
-    try:
-        report.unreadable_bytes += max(0, size - f.tell())
-    except (OSError, ValueError):
-        pass
+def _complete_prefix(f: BinaryIO, path: Path) -> tuple[int, int, bool]:
+    """(end of the last complete record, file size, whether the footer and end magic are there).
+
+    Only the 9-byte frame of each record is read; bodies are skipped with seeks.
+    """
+    f.seek(0, 2)
+    size = f.tell()
+    f.seek(0)
+    head = f.read(len(MAGIC))
+    if head != MAGIC[: len(head)]:
+        raise LogError(f"{path}: not an MCAP file")
+    if len(head) < len(MAGIC):
+        return 0, size, False  # cut inside the magic
+    end = len(MAGIC)
+    while True:
+        frame = f.read(_FRAME.size)
+        if len(frame) < _FRAME.size:
+            return end, size, False
+        opcode, length = _FRAME.unpack(frame)
+        record_end = end + _FRAME.size + length
+        if record_end > size:
+            return end, size, False
+        end = record_end
+        f.seek(end)
+        if opcode == Opcode.FOOTER:
+            if f.read(len(MAGIC)) == MAGIC:
+                return end + len(MAGIC), size, True
+            return end, size, False
 
 
-def read_records(
-    paths: Iterable[str | Path] | str | Path, report: ReadReport | None = None
-) -> Iterator[tuple[str, int, dict[str, Any]]]:
-    """(topic, log_time_ns, record) of every complete message, file by file."""
-    report = report if report is not None else ReadReport()
-    for path in log_files(paths):
-        report.files += 1
-        yield from _read_file(path, report)
+class _Prefix:
+    """The first ``end`` bytes of a file, as the read-only stream ``StreamReader`` wants."""
+
+    def __init__(self, f: BinaryIO, end: int) -> None:
+        self._f, self._left = f, end
+
+    def read(self, n: int = -1) -> bytes:
+        n = self._left if n < 0 else min(n, self._left)
+        data = self._f.read(n)
+        self._left -= len(data)
+        return data
+
+
+def events(paths: Paths) -> list[dict[str, Any]]:
+    """The event records (start, reset, reload, error, stop, ...), in order."""
+    return [r.data for r in read_log(paths) if r.topic == EVENT_TOPIC]
 
 
 @dataclass
 class Steps:
-    """Step records as columns (N rows, in log order)."""
+    """Step records as columns: N rows in log order; NaN where a number was absent or null."""
 
     episode: np.ndarray  #: (N,) int
     seq: np.ndarray  #: (N,) int
-    stamp: np.ndarray  #: (N,) sender stamp [s]
-    received: np.ndarray  #: (N,) [s]
-    replied: np.ndarray  #: (N,) [s]
-    states: np.ndarray  #: (N, 7), NaN where a field was not sent
-    actions: np.ndarray  #: (N, 2)
-    status: np.ndarray  #: (N,) str
+    stamp: np.ndarray  #: (N,) sender's stamp [s]
+    received: np.ndarray  #: (N,) daemon clock [s]
+    replied: np.ndarray  #: (N,) daemon clock [s]
+    states: np.ndarray  #: (N, 7) in ``STATE_FIELDS`` order; NaN where not measured
+    actions: np.ndarray  #: (N, 2) in ``ACTION_FIELDS`` order
+    status: np.ndarray  #: (N,) str: ok, fallback, stop
     solve_ms: np.ndarray  #: (N,)
     deadline_missed: np.ndarray  #: (N,) bool
     model: np.ndarray  #: (N,) str
     planner: np.ndarray  #: (N,) str
-    cost_terms: dict[str, np.ndarray]  #: term -> (N,), NaN where absent
+    cost_terms: dict[str, np.ndarray]  #: term -> (N,); NaN where a step lacks the term
     report: ReadReport
+    cost: np.ndarray = field(default_factory=lambda: np.empty(0))  #: (N,) total cost
 
     def __len__(self) -> int:
         return len(self.seq)
 
+    def select(self, rows: np.ndarray) -> Steps:
+        """The rows picked by a boolean mask or index array, every column alike."""
+        picked: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, np.ndarray):
+                picked[f.name] = value[rows]
+            elif isinstance(value, dict):
+                picked[f.name] = {k: v[rows] for k, v in value.items()}
+        return replace(self, **picked)
 
-def _num(v: Any) -> float:
-    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else math.nan
+
+def _num(value: Any) -> float:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return math.nan
 
 
-def load_steps(paths: Iterable[str | Path] | str | Path) -> Steps:
+def load_steps(paths: Paths) -> Steps:
+    """The step records of the log files as columns (events are left out)."""
     report = ReadReport()
-    rows = [r for topic, _, r in read_records(paths, report) if topic == STEP_TOPIC]
-    n = len(rows)
+    rows = [r.data for r in read_log(paths, report) if r.topic == STEP_TOPIC]
     terms = sorted({k for r in rows for k in (r.get("cost_terms") or {})})
-    col = lambda key, default=math.nan: np.array([_num(r.get(key, default)) for r in rows])  # noqa: E731
+
+    def column(key: str) -> np.ndarray:
+        return np.array([_num(r.get(key)) for r in rows], dtype=np.float64)
+
+    def table(key: str, names: tuple[str, ...]) -> np.ndarray:
+        values = [[_num((r.get(key) or {}).get(n)) for n in names] for r in rows]
+        return np.array(values, dtype=np.float64).reshape(len(rows), len(names))
+
+    def text(key: str) -> np.ndarray:
+        return np.array([str(r.get(key) or "") for r in rows], dtype=str)
+
     return Steps(
         episode=np.array([int(r.get("episode", 0)) for r in rows], dtype=np.int64),
         seq=np.array([int(r.get("seq", -1)) for r in rows], dtype=np.int64),
-        stamp=col("stamp"),
-        received=col("received"),
-        replied=col("replied"),
-        states=np.array(
-            [[_num((r.get("state") or {}).get(f)) for f in STATE_FIELDS] for r in rows]
-        ).reshape(n, len(STATE_FIELDS)),
-        actions=np.array(
-            [[_num((r.get("action") or {}).get(f)) for f in ACTION_FIELDS] for r in rows]
-        ).reshape(n, len(ACTION_FIELDS)),
-        status=np.array([str(r.get("status", "")) for r in rows]),
-        solve_ms=col("solve_ms"),
-        deadline_missed=np.array([bool(r.get("deadline_missed", False)) for r in rows]),
-        model=np.array([str(r.get("model", "")) for r in rows]),
-        planner=np.array([str(r.get("planner", "")) for r in rows]),
-        cost_terms={t: np.array([_num((r.get("cost_terms") or {}).get(t)) for r in rows]) for t in terms},
+        stamp=column("stamp"),
+        received=column("received"),
+        replied=column("replied"),
+        states=table("state", STATE_FIELDS),
+        actions=table("action", ACTION_FIELDS),
+        status=text("status"),
+        solve_ms=column("solve_ms"),
+        deadline_missed=np.array([bool(r.get("deadline_missed", False)) for r in rows], dtype=bool),
+        model=text("model"),
+        planner=text("planner"),
+        cost_terms={
+            t: np.array([_num((r.get("cost_terms") or {}).get(t)) for r in rows]) for t in terms
+        },
         report=report,
+        cost=column("cost"),
     )
 
 
 @dataclass
 class Transitions:
-    """(state, action, next state) with the time between them; one row per pair."""
+    """(state, action, next state) and the time between them; one row per pair of steps."""
 
-    states: np.ndarray  #: (M, 7)
+    states: np.ndarray  #: (M, 7) in ``STATE_FIELDS`` order
     actions: np.ndarray  #: (M, 2) applied from ``states`` until ``next_states``
     next_states: np.ndarray  #: (M, 7)
     dt: np.ndarray  #: (M,) sender-clock time between the two [s]
     episode: np.ndarray  #: (M,)
-    stamp: np.ndarray  #: (M,) sender stamp of ``states`` [s]
+    stamp: np.ndarray  #: (M,) sender's stamp of ``states`` [s]
 
     def __len__(self) -> int:
         return len(self.dt)
 
 
 def transitions(steps: Steps, max_dt: float = 1.0) -> Transitions:
-    """Consecutive steps of the same episode with consecutive seq and 0 < dt <= max_dt.
+    """Pairs of consecutive steps: same episode, seq k and k + 1, 0 < dt <= ``max_dt``.
 
-    Record k's action is the one applied between state k and state k + 1 (the CommonRoad
-    convention: an action holds until the next reply).
+    Step k's action is the one applied between state k and state k + 1: an action holds until
+    the next reply. A lost record (a gap in seq) or a stall longer than ``max_dt`` breaks the
+    chain rather than producing a pair whose action is unknown.
     """
-    same = steps.episode[1:] == steps.episode[:-1]
+    same_episode = steps.episode[1:] == steps.episode[:-1]
     consecutive = steps.seq[1:] == steps.seq[:-1] + 1
     dt = steps.stamp[1:] - steps.stamp[:-1]
-    keep = np.flatnonzero(same & consecutive & (dt > 0) & (dt <= max_dt))
+    keep = np.flatnonzero(same_episode & consecutive & (dt > 0) & (dt <= max_dt))
     return Transitions(
         states=steps.states[keep],
         actions=steps.actions[keep],
@@ -189,48 +295,3 @@ def transitions(steps: Steps, max_dt: float = 1.0) -> Transitions:
         episode=steps.episode[keep],
         stamp=steps.stamp[keep],
     )
-
-
-def _columns(steps: Steps) -> dict[str, np.ndarray]:
-    out: dict[str, np.ndarray] = {
-        "episode": steps.episode,
-        "seq": steps.seq,
-        "stamp": steps.stamp,
-        "received": steps.received,
-        "replied": steps.replied,
-    }
-    out.update({f"state_{f}": steps.states[:, i] for i, f in enumerate(STATE_FIELDS)})
-    out.update({f"action_{f}": steps.actions[:, i] for i, f in enumerate(ACTION_FIELDS)})
-    out.update(
-        status=steps.status,
-        solve_ms=steps.solve_ms,
-        deadline_missed=steps.deadline_missed,
-        planner=steps.planner,
-        model=steps.model,
-    )
-    out.update({f"cost_{t}": v for t, v in steps.cost_terms.items()})
-    return out
-
-
-def export(paths: Iterable[str | Path] | str | Path, out: str | Path, fmt: str = "parquet") -> int:
-    """Write the step records as one table (Parquet or CSV); returns the row count."""
-    columns = _columns(load_steps(paths))
-    if fmt == "parquet":
-        try:
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-        except ImportError:
-            raise LogError("Parquet export needs pyarrow: pip install 'vehicle-mpc[analysis]'") from None
-        pq.write_table(pa.table({k: pa.array(v) for k, v in columns.items()}), out)
-    elif fmt == "csv":
-        with open(out, "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(columns)
-            w.writerows(zip(*(v.tolist() for v in columns.values())))
-    else:
-        raise LogError(f"unknown format {fmt!r}; use parquet or csv")
-    return len(next(iter(columns.values())))
-
-
-def events(paths: Iterable[str | Path] | str | Path) -> list[dict[str, Any]]:
-    return [r for topic, _, r in read_records(paths) if topic == EVENT_TOPIC]

@@ -1,57 +1,104 @@
-"""JSON schemas of the log's two channels (embedded in every file; Foxglove shows them)."""
+"""Topics and JSON schemas of the log's two channels.
+
+The schemas are embedded in every file (schema encoding ``jsonschema``, message encoding
+``json``), so Foxglove and the ``mcap`` CLI show field names and units without this package.
+Field names are those of ``vehicle_models.layout``, spelled out here rather than imported:
+importing that package loads torch, which reading a log must not need (a test keeps the two
+in step).
+"""
 
 from __future__ import annotations
 
 import json
+from typing import Any
+
+STEP_TOPIC = "/controller/step"
+EVENT_TOPIC = "/controller/event"
+STEP_SCHEMA_NAME = "vehicle_mpc.Step"
+EVENT_SCHEMA_NAME = "vehicle_mpc.Event"
+
+#: State and action fields in layout order: the columns of ``Steps.states`` / ``Steps.actions``.
+STATE_FIELDS: tuple[str, ...] = ("x", "y", "steer", "v", "yaw", "yaw_rate", "slip")
+ACTION_FIELDS: tuple[str, ...] = ("steer_rate", "accel")
+
+#: Event kinds the daemon writes, and what each carries besides kind, time and episode.
+EVENT_KINDS: dict[str, str] = {
+    "start": "model (version), endpoint",
+    "reset": "(nothing else: the episode field is the new episode)",
+    "reload": "model (new version), previous",
+    "reload_failed": "error, kept (the version still in use)",
+    "error": "code, message, seq (of the request, may be null)",
+    "stop": "stats (the daemon's counters)",
+}
 
 _NUMBER = {"type": "number"}
-_NULLABLE_NUMBER = {"type": ["number", "null"]}
+_OPTIONAL_NUMBER = {"type": ["number", "null"]}
+_STATE_UNITS = {
+    "x": "[m]",
+    "y": "[m]",
+    "steer": "[rad]",
+    "v": "[m/s]",
+    "yaw": "[rad]",
+    "yaw_rate": "[rad/s]; null when not measured",
+    "slip": "[rad]; null when not measured",
+}
+_OPTIONAL_STATE = ("yaw_rate", "slip")  # dynamic-model fields a sender may not measure
+_ACTION_UNITS = {"steer_rate": "[rad/s]", "accel": "[m/s^2]"}
 
-STEP_SCHEMA = {
-    "title": "vehicle_mpc.Step",
+STEP_SCHEMA: dict[str, Any] = {
+    "title": STEP_SCHEMA_NAME,
     "description": "One control step: the state received and the action replied.",
     "type": "object",
     "properties": {
-        "episode": {"type": "integer", "description": "episode counter (reset starts a new one)"},
-        "seq": {"type": "integer", "description": "the request's seq"},
-        "stamp": {**_NUMBER, "description": "sender's stamp [s]"},
+        "episode": {"type": "integer", "description": "episode counter; a reset starts a new one"},
+        "seq": {"type": "integer", "description": "the request's sequence number"},
+        "stamp": {**_NUMBER, "description": "sender's stamp of the state [s]"},
         "received": {**_NUMBER, "description": "daemon clock at receipt, Unix time [s]"},
         "replied": {**_NUMBER, "description": "daemon clock at reply, Unix time [s]"},
         "state": {
             "type": "object",
             "properties": {
-                "x": _NUMBER, "y": _NUMBER, "steer": _NUMBER, "v": _NUMBER, "yaw": _NUMBER,
-                "yaw_rate": _NULLABLE_NUMBER, "slip": _NULLABLE_NUMBER,
+                f: {**(_OPTIONAL_NUMBER if f in _OPTIONAL_STATE else _NUMBER), "description": u}
+                for f, u in _STATE_UNITS.items()
             },
+            "required": ["x", "y", "steer", "v", "yaw"],
         },
         "action": {
             "type": "object",
-            "properties": {"steer_rate": _NUMBER, "accel": _NUMBER},
+            "description": "the action replied; it holds until the next step's action",
+            "properties": {f: {**_NUMBER, "description": u} for f, u in _ACTION_UNITS.items()},
+            "required": list(_ACTION_UNITS),
         },
         "status": {"type": "string", "enum": ["ok", "fallback", "stop"]},
-        "solve_ms": _NUMBER,
-        "deadline_missed": {"type": "boolean"},
-        "cost": _NULLABLE_NUMBER,
-        "cost_terms": {"type": "object", "additionalProperties": _NUMBER},
-        "planner": {"type": "string"},
-        "model": {"type": "string", "description": "model version"},
+        "solve_ms": {**_NUMBER, "description": "time in the planner [ms]"},
+        "deadline_missed": {"type": "boolean", "description": "the step overran its solve budget"},
+        "cost": {**_OPTIONAL_NUMBER, "description": "total cost of the plan; null without a plan"},
+        "cost_terms": {
+            "type": "object",
+            "description": "each cost term's share of cost, by term name",
+            "additionalProperties": _OPTIONAL_NUMBER,
+        },
+        "planner": {"type": "string", "description": "planner name, e.g. mppi or ilqr"},
+        "model": {"type": "string", "description": "model version in use"},
     },
     "required": ["episode", "seq", "stamp", "received", "replied", "state", "action", "status"],
 }
 
-EVENT_SCHEMA = {
-    "title": "vehicle_mpc.Event",
-    "description": "Something that happened outside the step flow.",
+EVENT_SCHEMA: dict[str, Any] = {
+    "title": EVENT_SCHEMA_NAME,
+    "description": "Something that happened outside the step flow. detail by kind: "
+    + "; ".join(f"{k}: {v}" for k, v in EVENT_KINDS.items()),
     "type": "object",
     "properties": {
-        "kind": {"type": "string", "description": "start, reset, reload, reload_failed, error, stop"},
-        "time": {**_NUMBER, "description": "Unix time [s]"},
-        "episode": {"type": "integer"},
-        "detail": {"type": "object"},
+        "kind": {"type": "string", "description": "one of " + ", ".join(EVENT_KINDS)},
+        "time": {**_NUMBER, "description": "daemon clock, Unix time [s]"},
+        "episode": {"type": "integer", "description": "the episode current after the event"},
+        "detail": {"type": "object", "description": "kind-specific fields (see description)"},
     },
-    "required": ["kind", "time"],
+    "required": ["kind", "time", "detail"],
 }
 
 
-def encoded(schema: dict) -> bytes:
+def encoded(schema: dict[str, Any]) -> bytes:
+    """A schema as the bytes stored in an MCAP Schema record."""
     return json.dumps(schema, separators=(",", ":")).encode()

@@ -1,37 +1,65 @@
 """Writing the transition log off the control path.
 
-``TransitionLog.step(record)`` puts a dict on a queue and returns (microseconds); a writer
-thread serialises records as JSON into MCAP messages and hands them to the OS at least every
-``flush_s`` seconds. Files are written unchunked, so every message is complete on disk as soon
-as it is flushed: a process killed with SIGKILL loses at most the records of the last
-``flush_s`` (OS buffers survive the process; only a power cut needs fsync, done on rotation and
-close). Files rotate by size or age: ``<prefix>-<UTC start time>-<index>.mcap``.
+``TransitionLog.step(record)`` puts the caller's dict on a ``queue.SimpleQueue`` and returns: a
+few microseconds, no serialisation, no I/O, no lock the writer could hold for long. A writer
+thread encodes each record as JSON into an MCAP message and hands the file's buffer to the OS
+no later than ``flush_s`` after the oldest unflushed record was queued.
+
+Crash safety: files are written unchunked, so each message is a complete MCAP record on its
+own the moment its bytes reach the OS, and a reader can stream a file that has no summary or
+footer. A process killed with SIGKILL therefore loses at most the records of the last
+``flush_s`` (more only if the thread had fallen behind, e.g. on a stalled disk); bytes handed
+to the OS survive the process. Only a power cut needs fsync, done at rotation and close.
+``close()`` writes everything queued before it, finishes the file (summary, footer) and joins
+the thread.
+
+Files: ``<prefix>-<UTC start, YYYYmmddTHHMMSS.mmmZ>-<index>.mcap``, a new one when the current
+file passes ``rotate_bytes`` or ``rotate_s``; name order is write order. Names are created
+exclusively, so a restart within the same millisecond cannot overwrite a file.
+
+JSON: the stdlib encoder. It runs on the writer thread (about 10 us a record against a control
+period of tens of ms), so orjson would buy nothing the control loop can see and add a
+dependency.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import queue
 import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from mcap.writer import CompressionType, Writer
 
-from controller.translog.schema import EVENT_SCHEMA, STEP_SCHEMA, encoded
+from controller.translog.schema import (
+    EVENT_SCHEMA,
+    EVENT_SCHEMA_NAME,
+    EVENT_TOPIC,
+    STEP_SCHEMA,
+    STEP_SCHEMA_NAME,
+    STEP_TOPIC,
+    encoded,
+)
 
 log = logging.getLogger(__name__)
 
-STEP_TOPIC = "/controller/step"
-EVENT_TOPIC = "/controller/event"
-_STOP = object()
+_STOP = object()  # queued by close(): everything before it gets written
+_LIBRARY = "vehicle-mpc translog"
 
 
 class TransitionLog:
+    """The daemon's log: ``step`` and ``event`` enqueue; a thread writes MCAP files.
+
+    A record handed to ``step`` belongs to the log from then on: the caller must not mutate it
+    (the daemon builds a fresh dict per step), because it is encoded later, on another thread.
+    """
+
     def __init__(
         self,
         directory: str | Path,
@@ -39,125 +67,207 @@ class TransitionLog:
         rotate_bytes: int = 64 << 20,
         rotate_s: float = 600.0,
         flush_s: float = 0.5,
-    ):
+    ) -> None:
+        if rotate_bytes <= 0 or rotate_s <= 0 or flush_s <= 0:
+            raise ValueError("rotate_bytes, rotate_s and flush_s must be positive")
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.prefix = prefix
         self.rotate_bytes = rotate_bytes
         self.rotate_s = rotate_s
         self.flush_s = flush_s
-        self.files: list[Path] = []
+        self.files: list[Path] = []  #: every file started, in order
         self.records_written = 0
-        self.write_errors = 0
+        self.write_errors = 0  #: failed writes (a full disk); each drops the current file
+        self.bad_records = 0  #: records JSON could not encode, dropped
+        self.dropped_after_close = 0
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._closed = False
         self._index = 0
-        self._stream: Any = None
+        self._stream: BinaryIO | None = None
         self._writer: Writer | None = None
+        self._channels: dict[str, int] = {}
+        self._sequence = 0
         self._opened_at = 0.0
-        self._open()  # in the caller's thread: a bad directory fails at start, loudly
+        self._open()  # in the caller's thread: an unwritable directory fails at start, loudly
         self._thread = threading.Thread(target=self._run, name="transition-log", daemon=True)
         self._thread.start()
 
-    # -- the caller's side: enqueue only ------------------------------------------------------
+    # -- the control loop's side: enqueue only -------------------------------------------------
     def step(self, record: dict[str, Any]) -> None:
+        """Queue one step record (see ``schema.STEP_SCHEMA``); never blocks, never raises."""
+        if self._closed:
+            self.dropped_after_close += 1
+            return
         self._queue.put((STEP_TOPIC, time.time_ns(), record))
 
-    def event(self, kind: str, **detail: Any) -> None:
-        record = {"kind": kind, "time": time.time(), "detail": detail}
-        if "episode" in detail:
-            record["episode"] = detail["episode"]
-        self._queue.put((EVENT_TOPIC, time.time_ns(), record))
-
-    def close(self, timeout_s: float = 5.0) -> None:
-        """Write everything queued, finish the file, stop the thread."""
-        if not self._thread.is_alive():
+    def event(self, kind: str, episode: int | None = None, **detail: Any) -> None:
+        """Queue an event (``schema.EVENT_KINDS``): start, reset, reload, error, ..."""
+        if self._closed:
+            self.dropped_after_close += 1
             return
-        self._queue.put(_STOP)
+        now_ns = time.time_ns()
+        record: dict[str, Any] = {"kind": kind, "time": now_ns * 1e-9, "detail": detail}
+        if episode is not None:
+            record["episode"] = episode
+        self._queue.put((EVENT_TOPIC, now_ns, record))
+
+    def close(self, timeout_s: float = 5.0) -> bool:
+        """Write everything queued so far, finish the file, stop the thread.
+
+        Returns False if the thread did not finish within ``timeout_s`` (a stalled disk); the
+        daemon then exits anyway and the file reads like one cut by a crash.
+        """
+        if not self._closed:
+            self._closed = True
+            self._queue.put(_STOP)
         self._thread.join(timeout_s)
         if self._thread.is_alive():
             log.error("transition log did not finish within %.1f s", timeout_s)
+            return False
+        return True
 
-    def __enter__(self) -> "TransitionLog":
+    def __enter__(self) -> TransitionLog:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
     # -- the writer thread ------------------------------------------------------------------
-    def _open(self) -> None:
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
-        path = self.directory / f"{self.prefix}-{stamp}-{self._index:04d}.mcap"
-        self._index += 1
-        self._stream = open(path, "wb")
-        self._writer = Writer(self._stream, use_chunking=False, compression=CompressionType.NONE)
-        self._writer.start(profile="", library="vehicle-mpc")
-        step_schema = self._writer.register_schema("vehicle_mpc.Step", "jsonschema", encoded(STEP_SCHEMA))
-        event_schema = self._writer.register_schema("vehicle_mpc.Event", "jsonschema", encoded(EVENT_SCHEMA))
-        self._channels = {
-            STEP_TOPIC: self._writer.register_channel(STEP_TOPIC, "json", step_schema),
-            EVENT_TOPIC: self._writer.register_channel(EVENT_TOPIC, "json", event_schema),
-        }
-        self._sequence = 0
-        self._opened_at = time.monotonic()
-        self._stream.flush()
-        self.files.append(path)
-
-    def _finish(self) -> None:
-        if self._writer is None:
-            return
+    def _run(self) -> None:
+        flush_at: float | None = None  # when the oldest unflushed record must reach the OS
+        while True:
+            timeout = None if flush_at is None else max(0.0, flush_at - time.monotonic())
+            try:
+                item = self._queue.get(timeout=timeout)
+            except queue.Empty:
+                item = None
+            if item is _STOP:
+                break
+            try:
+                if item is not None:
+                    self._write(item)
+                    if flush_at is None:  # counted from when the record was queued
+                        waited_s = (time.time_ns() - item[1]) * 1e-9
+                        flush_at = time.monotonic() + self.flush_s - max(0.0, waited_s)
+                if flush_at is not None and time.monotonic() >= flush_at:
+                    flush_at = None
+                    if self._stream is not None:
+                        self._stream.flush()
+            except Exception:  # a full disk must not take the controller down
+                self._failed()
         try:
-            self._writer.finish()
-            self._stream.flush()
-            os.fsync(self._stream.fileno())
-        finally:
-            self._stream.close()
-            self._writer = None
+            self._finish()
+        except Exception:
+            self._failed()
 
     def _write(self, item: tuple[str, int, dict[str, Any]]) -> None:
         topic, log_time, record = item
         try:
-            data = json.dumps(record, separators=(",", ":"), allow_nan=False).encode()
-        except (TypeError, ValueError):
-            # NaN (never on the wire after validation, but cost terms may be) becomes null.
-            data = json.dumps(_finite(record), separators=(",", ":")).encode()
-        self._sequence += 1
+            data = to_json(record)
+        except Exception:  # a cycle, or changed while encoded: drop this record, keep the file
+            self.bad_records += 1
+            if self.bad_records == 1:
+                log.exception("transition log record not encodable, dropped")
+            return
+        if self._writer is None:  # the last file failed: start a fresh one
+            self._open()
+        elif self._due_for_rotation():
+            # Rotate before writing, not after: an idle daemon leaves no empty files behind.
+            self._finish()
+            self._open()
         assert self._writer is not None
+        self._sequence += 1
         self._writer.add_message(self._channels[topic], log_time, data, log_time, self._sequence)
         self.records_written += 1
 
-    def _run(self) -> None:
-        last_flush = time.monotonic()
-        running = True
-        while running:
+    def _due_for_rotation(self) -> bool:
+        assert self._stream is not None
+        too_big = self._stream.tell() >= self.rotate_bytes
+        return too_big or time.monotonic() - self._opened_at >= self.rotate_s
+
+    def _open(self) -> None:
+        while True:
+            now = datetime.now(timezone.utc)
+            stamp = now.strftime("%Y%m%dT%H%M%S") + f".{now.microsecond // 1000:03d}Z"
+            path = self.directory / f"{self.prefix}-{stamp}-{self._index:04d}.mcap"
+            self._index += 1
             try:
-                item = self._queue.get(timeout=self.flush_s)
-            except queue.Empty:
-                item = None
+                stream = open(path, "xb")
+                break
+            except FileExistsError:
+                continue
+        writer = Writer(stream, use_chunking=False, compression=CompressionType.NONE)
+        writer.start(profile="", library=_LIBRARY)
+        step_schema = writer.register_schema(STEP_SCHEMA_NAME, "jsonschema", encoded(STEP_SCHEMA))
+        event_schema = writer.register_schema(
+            EVENT_SCHEMA_NAME, "jsonschema", encoded(EVENT_SCHEMA)
+        )
+        self._channels = {
+            STEP_TOPIC: writer.register_channel(STEP_TOPIC, "json", step_schema),
+            EVENT_TOPIC: writer.register_channel(EVENT_TOPIC, "json", event_schema),
+        }
+        # The unchunked writer holds schemas and channels until its next record; push them out
+        # now so a file is readable (with no messages) from the start. Writer.flush is newer
+        # than mcap 1.1; without it they go out with the first message.
+        if hasattr(writer, "flush"):
+            writer.flush()
+        stream.flush()
+        self._stream, self._writer = stream, writer
+        self._sequence = 0
+        self._opened_at = time.monotonic()
+        self.files.append(path)
+
+    def _finish(self) -> None:
+        stream, writer = self._stream, self._writer
+        self._stream = self._writer = None
+        if stream is None:
+            return
+        try:
+            if writer is not None:
+                writer.finish()  # summary and footer: readers can seek, Foxglove indexes
+            stream.flush()
+            os.fsync(stream.fileno())
+        finally:
+            stream.close()
+
+    def _failed(self) -> None:
+        self.write_errors += 1
+        # The first failure with its traceback, then a reminder now and then, not one per step.
+        if self.write_errors == 1 or self.write_errors % 1000 == 0:
+            log.exception("transition log write failed (%d so far)", self.write_errors)
+        # Drop the file: the next record starts a new one (the old one reads as truncated).
+        stream, self._stream, self._writer = self._stream, None, None
+        if stream is not None:
             try:
-                if item is _STOP:
-                    running = False
-                elif item is not None:
-                    self._write(item)
-                now = time.monotonic()
-                if now - last_flush >= self.flush_s or not running:
-                    self._stream.flush()
-                    last_flush = now
-                if running and (
-                    self._stream.tell() >= self.rotate_bytes or now - self._opened_at >= self.rotate_s
-                ):
-                    self._finish()
-                    self._open()
-            except Exception:  # a full disk must not take the controller down
-                self.write_errors += 1
-                log.exception("transition log write failed")
-        self._finish()
+                stream.close()
+            except Exception:
+                pass
+
+
+def to_json(record: dict[str, Any]) -> bytes:
+    """Compact JSON; NaN and infinities become null, numpy values plain numbers or lists."""
+    try:
+        return json.dumps(record, separators=(",", ":"), allow_nan=False, default=_plain).encode()
+    except ValueError:  # a non-finite float somewhere: the slow path, rarely taken
+        plain = _finite(record)
+        return json.dumps(plain, separators=(",", ":"), allow_nan=False, default=_plain).encode()
+
+
+def _plain(value: Any) -> Any:
+    """json's fallback for types it does not know: numpy scalars and arrays, else str."""
+    if hasattr(value, "tolist"):  # numpy scalar or array (no numpy import on this path)
+        return _finite(value.tolist())
+    return str(value)
 
 
 def _finite(value: Any) -> Any:
     if isinstance(value, float):
-        return value if value == value and abs(value) != float("inf") else None
+        return value if math.isfinite(value) else None
     if isinstance(value, dict):
         return {k: _finite(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_finite(v) for v in value]
+    if hasattr(value, "tolist"):
+        return _finite(value.tolist())
     return value
