@@ -1,12 +1,18 @@
 """Daemon configuration: one strict pydantic model, loaded from YAML with ``--set`` overrides.
 
-Every key is validated; an unknown key or a bad value is a ``ConfigError`` that names the key's
-full path (``cost.weights.lateral: ...``). ``--set a.b.c=value`` parses ``value`` as a YAML
-scalar, applies it to the raw mapping, and the whole config is validated again.
+Every key is validated; an unknown key or a bad value is a ``ConfigError`` listing each
+problem as ``path: reason`` with the key's full path (``cost.wieghts.lateral: unknown key``).
+``--set a.b.c=value`` parses ``value`` as a YAML scalar (or flow mapping), applies it to the
+raw mapping, and the whole config is validated again. Each component's own config model
+lives beside the component (planners, costs, protocol limits, security); this one composes
+them.
 """
 
 from __future__ import annotations
 
+import difflib
+import types
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,6 +23,7 @@ from controller.costs import CostConfig
 from controller.planners.mppi import MPPIConfig
 from controller.planners.registry import PlannerConfig
 from controller.protocol import InputLimits
+from controller.security import SecurityConfig
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "daemon.yaml"
 
@@ -46,18 +53,6 @@ class LogSettings(_Strict):
     flush_s: float = Field(0.5, gt=0, description="records reach the OS at least this often [s]")
 
 
-class SecuritySettings(_Strict):
-    server_secret_key: str | None = Field(None, description="CURVE secret key file of the daemon")
-    client_keys_dir: str | None = Field(None, description="directory of allowed client public keys")
-    allow_insecure_remote: bool = Field(
-        False, description="serve a non-loopback address without CURVE (trusted networks only)"
-    )
-
-    @property
-    def curve(self) -> bool:
-        return self.server_secret_key is not None
-
-
 class DaemonConfig(_Strict):
     bind: str = Field("tcp://127.0.0.1:5555", description="ZeroMQ ROUTER endpoint")
     control_period: float = Field(0.05, gt=0, description="period of step requests [s]")
@@ -68,7 +63,7 @@ class DaemonConfig(_Strict):
     stop_decel: float = Field(4.0, gt=0, description="braking of the controlled stop [m/s^2]")
     dead_time: float = Field(0.0, ge=0, description="input dead time to compensate [s]")
     stale_after_s: float = Field(
-        1.0, gt=0, description="a step stamped this much before the newest one seen is stale [s]"
+        1.0, gt=0, description="a step delayed this much more than the previous one (receipt vs stamp) is stale [s]"
     )
     vehicle: str = Field("passenger_car", description="named parameter set or YAML path")
     track: str = Field("circle", description="built-in track name or TUM CSV path")
@@ -77,13 +72,13 @@ class DaemonConfig(_Strict):
     model: ModelSettings = ModelSettings()
     log: LogSettings = LogSettings()
     limits: InputLimits = InputLimits()
-    security: SecuritySettings = SecuritySettings()
+    security: SecurityConfig = SecurityConfig()
     threads: int = Field(2, ge=1, description="torch threads")
 
     @model_validator(mode="after")
-    def _planner_step_fits(self) -> "DaemonConfig":
-        if self.planner.dt <= 0 or self.planner.dt > self.control_period * 20:
-            raise ValueError("planner.dt must be positive and at most 20 control periods")
+    def _planner_step_fits(self) -> DaemonConfig:
+        if not 0 < self.planner.dt <= self.control_period * 20:
+            raise ValueError("planner.dt: must be positive and at most 20 control periods")
         return self
 
     @property
@@ -91,24 +86,101 @@ class DaemonConfig(_Strict):
         return self.solve_budget_fraction * self.control_period
 
 
-def _format(error: ValidationError) -> str:
+# -- readable errors --------------------------------------------------------------------------
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The pydantic models a field annotation can hold (through Optional, Union, Annotated)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType, typing.Annotated):
+        return [m for arg in typing.get_args(annotation) for m in _models_in(arg)]
+    return []
+
+
+def _resolve(loc: tuple[Any, ...]) -> tuple[list[str], type[BaseModel] | None]:
+    """The user's key path of a pydantic error location, and the model holding its last key.
+
+    Discriminated unions (``planner``) put the tag (``mppi``) into the location; users never
+    write it, so it is dropped here, and only where a union puts it: ``planner.mppi`` of the
+    combined planner is a real key.
+    """
+    path: list[str] = []
+    model: type[BaseModel] | None = DaemonConfig
+    parent: type[BaseModel] | None = DaemonConfig
+    union: list[type[BaseModel]] | None = None
+    for part in loc:
+        if union is not None:  # this part is the tag of a discriminated union
+            model = next((m for m in union if m.model_fields["kind"].default == part), None)
+            union = None
+            continue
+        path.append(str(part))
+        parent, field = model, (model.model_fields.get(str(part)) if model is not None else None)
+        members = _models_in(field.annotation) if field is not None else []
+        if field is not None and field.discriminator and len(members) > 1:
+            union, model = members, None
+        else:
+            model = members[0] if len(members) == 1 else None
+    return path, parent
+
+
+def _leaves(value: Any, prefix: list[str], limit: int = 5) -> list[list[str]]:
+    """Key paths down to the leaves of a nested mapping (at most ``limit``)."""
+    if not isinstance(value, dict) or not value:
+        return [prefix]
+    out: list[list[str]] = []
+    for key, child in value.items():
+        out.extend(_leaves(child, [*prefix, str(key)], limit - len(out)))
+        if len(out) >= limit:
+            break
+    return out[:limit]
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _problems(error: ValidationError) -> list[str]:
     lines = []
-    for e in error.errors():
-        # Discriminated unions add the tag ('mppi') to the location; users never write it.
-        path = [str(p) for p in e["loc"] if p not in ("mppi", "ilqr", "mppi+ilqr")]
-        where = ".".join(path) or "(top level)"
-        reason = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
-        lines.append(f"{where}: {reason}")
-    return "\n".join(lines)
+    for e in error.errors(include_url=False):
+        path, parent = _resolve(tuple(e["loc"]))
+        where = ".".join(path)
+        kind = e["type"]
+        if kind == "extra_forbidden":
+            # Name every leaf the user wrote under the unknown key, and suggest the known one.
+            hint = ""
+            if parent is not None and path:
+                close = difflib.get_close_matches(path[-1], list(parent.model_fields), n=1)
+                hint = f" (did you mean {'.'.join([*path[:-1], close[0]])}?)" if close else ""
+            lines += [f"{'.'.join(leaf)}: unknown key{hint}" for leaf in _leaves(e["input"], path)]
+        elif kind == "missing":
+            lines.append(f"{where}: required")
+        elif kind in ("union_tag_invalid", "union_tag_not_found"):
+            field = parent.model_fields.get(path[-1]) if parent is not None and path else None
+            members = _models_in(field.annotation) if field is not None else []
+            tags = [str(m.model_fields["kind"].default) for m in members]
+            tag = e.get("ctx", {}).get("tag")
+            got = f"unknown kind {tag!r}" if kind == "union_tag_invalid" else "required"
+            lines.append(f"{where}.kind: {got} (one of {', '.join(tags)})")
+        elif kind == "value_error":
+            message = str(e["msg"]).removeprefix("Value error, ")
+            # Model validators name their own keys ("planner.dt: ..."); field ones do not.
+            lines.append(message if not where else f"{where}: {message}")
+        else:
+            got = "" if isinstance(e["input"], (dict, list)) else f" (got {_short(e['input'])})"
+            lines.append(f"{where or '(top level)'}: {e['msg']}{got}")
+    return lines
 
 
+# -- loading ------------------------------------------------------------------------------------
 def parse_override(text: str) -> tuple[list[str], Any]:
+    """``a.b.c=value`` as (["a", "b", "c"], value parsed as YAML); an empty value is null."""
     if "=" not in text:
         raise ConfigError(f"--set {text!r}: expected key.path=value")
     key, value = text.split("=", 1)
-    path = [p for p in key.strip().split(".") if p]
-    if not path:
-        raise ConfigError(f"--set {text!r}: empty key")
+    path = [p.strip() for p in key.strip().split(".")]
+    if not key.strip() or any(not p for p in path):
+        raise ConfigError(f"--set {text!r}: key must be a dotted path such as cost.target_speed")
     try:
         parsed = yaml.safe_load(value) if value.strip() else None
     except yaml.YAMLError as e:
@@ -117,6 +189,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 
 def apply_override(raw: dict[str, Any], path: list[str], value: Any) -> None:
+    """Set ``raw[path[0]][path[1]]... = value`` in place, creating missing mappings."""
     node = raw
     for i, key in enumerate(path[:-1]):
         child = node.get(key)
@@ -137,6 +210,8 @@ def load_config(
         raw = yaml.safe_load(source.read_text()) or {}
     except FileNotFoundError:
         raise ConfigError(f"{source}: no such config file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{source}: cannot read ({e})") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{source}: not valid YAML ({e})") from None
     if not isinstance(raw, dict):
@@ -146,4 +221,5 @@ def load_config(
     try:
         return DaemonConfig.model_validate(raw)
     except ValidationError as e:
-        raise ConfigError(f"{source}:\n{_format(e)}") from None
+        where = f"{source}" + (" with --set overrides" if overrides else "")
+        raise ConfigError(f"{where}:\n" + "\n".join(_problems(e))) from None

@@ -47,6 +47,7 @@ LATENCY_WINDOW = 10_000
 @dataclass
 class _Client:
     last_stamp: float | None = None
+    last_received: float | None = None
 
 
 @dataclass
@@ -199,17 +200,24 @@ class Daemon:
     # -- steps ---------------------------------------------------------------------------------
     def _step(self, envelope: list[bytes], request: wire.StepRequest, received: float, started: float) -> None:
         client = self.clients.setdefault(envelope[0], _Client())
-        if client.last_stamp is not None and request.stamp <= client.last_stamp:
+        previous_stamp, previous_received = client.last_stamp, client.last_received
+        client.last_received = received
+        if previous_stamp is not None and request.stamp <= previous_stamp:
             self._error(
                 envelope,
                 ErrorCode.STALE,
-                f"stamp {request.stamp} is not after the previous step's {client.last_stamp}",
+                f"stamp {request.stamp} is not after the previous step's {previous_stamp}",
                 request.seq,
             )
             return
-        if client.last_stamp is not None and request.stamp < client.last_stamp - self.config.stale_after_s:
-            self._error(envelope, ErrorCode.STALE, "stamp too old", request.seq)
-            return
+        if previous_stamp is not None and previous_received is not None:
+            # The sender's clock and ours advance alike unless the request sat in a queue on
+            # the way: more than stale_after_s of extra delay since the last step is stale.
+            delayed = (received - previous_received) - (request.stamp - previous_stamp)
+            if delayed > self.config.stale_after_s:
+                self._error(envelope, ErrorCode.STALE, f"arrived {delayed:.3f} s later than its stamp implies", request.seq)
+                client.last_stamp = request.stamp
+                return
         client.last_stamp = request.stamp
         assert request.state is not None
         state = wire_state_vector(request.state)

@@ -1,28 +1,39 @@
 """The wire protocol: msgpack maps over ZeroMQ, decoded defensively (see docs/protocol.md).
 
 Decoding never raises anything but ``ProtocolError``, which carries a stable machine-readable
-``code`` and, where the body got that far, the request's ``seq``. The size cap is checked
-before unpacking; msgpack's own container limits bound the work of a hostile body; nothing is
-ever unpickled (no ext types are accepted).
+``code`` and, where the body got that far, the request's ``seq``. The order of checks is part
+of the contract: size cap (before unpacking), msgpack, map, nesting depth, ``seq``,
+``version``, ``type``, then the fields of that type. msgpack's own container limits bound the
+work a hostile body can cause, and nothing is ever unpickled (ext types are refused).
+
+Requests are pydantic models validated in strict mode (ints are accepted for float fields,
+booleans are not numbers): pydantic's compiled validator takes a few microseconds per step
+body, so the hot path needs no hand-written parser. Magnitude bounds come from ``InputLimits``
+at run time, so they are checked after validation.
+
+Replies are built as plain dicts by the ``*_reply`` functions (the hot path); the reply
+models describe the same maps for clients and tests, and ``encode`` accepts either.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
 from enum import Enum
-from typing import Any
+from functools import lru_cache
+from typing import Any, Literal
 
 import msgpack
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 PROTOCOL_VERSION = 1
 REQUEST_TYPES = ("step", "ping", "reset", "stats", "reload")
+STATUSES = ("ok", "fallback", "stop")
 
 
 class ErrorCode(str, Enum):
-    MALFORMED = "malformed"  #: the body is not msgpack
-    NOT_A_MAP = "not_a_map"  #: the body is msgpack but not a map
+    MALFORMED = "malformed"  #: not msgpack, or nested deeper than the limit
+    NOT_A_MAP = "not_a_map"  #: msgpack, but not a map
     TOO_LARGE = "too_large"  #: over the size cap (checked before unpacking)
     UNKNOWN_TYPE = "unknown_type"
     MISSING_FIELD = "missing_field"
@@ -31,15 +42,20 @@ class ErrorCode(str, Enum):
     OUT_OF_RANGE = "out_of_range"  #: an absurd magnitude
     STALE = "stale"  #: superseded by a newer queued step, or an old or repeated stamp
     UNSUPPORTED_VERSION = "unsupported_version"
-    NOT_READY = "not_ready"
-    RELOAD_FAILED = "reload_failed"
+    NOT_READY = "not_ready"  #: the daemon is still starting
+    RELOAD_FAILED = "reload_failed"  #: a reload could not be started
     INTERNAL = "internal"  #: the daemon failed; the request may be retried
 
 
 class ProtocolError(Exception):
+    """A request the daemon cannot serve; becomes an error reply, never a crash."""
+
     def __init__(self, code: ErrorCode, message: str, seq: int | None = None):
         super().__init__(message)
         self.code, self.message, self.seq = code, message, seq
+
+    def __repr__(self) -> str:
+        return f"ProtocolError({self.code.value}, {self.message!r}, seq={self.seq})"
 
 
 class InputLimits(BaseModel):
@@ -48,67 +64,133 @@ class InputLimits(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     max_message_bytes: int = Field(65536, gt=0, description="size cap of one body [bytes]")
-    max_abs_position_m: float = Field(1e6, gt=0)
-    max_abs_speed_mps: float = Field(150.0, gt=0)
-    max_abs_steer_rad: float = Field(math.pi / 2, gt=0)
-    max_abs_yaw_rad: float = Field(1e3, gt=0, description="yaw may be unwrapped, within reason")
-    max_abs_yaw_rate_radps: float = Field(20.0, gt=0)
-    max_abs_slip_rad: float = Field(math.pi / 2, gt=0)
-    max_abs_stamp_s: float = Field(1e10, gt=0)
+    max_depth: int = Field(
+        8, ge=2, le=64, description="deepest nesting of maps and arrays in a body (a step is 2)"
+    )
+    max_abs_position_m: float = Field(1e6, gt=0, description="|x|, |y| [m]")
+    max_abs_speed_mps: float = Field(150.0, gt=0, description="|v| [m/s]")
+    max_abs_steer_rad: float = Field(math.pi / 2, gt=0, description="|steer| [rad]")
+    max_abs_yaw_rad: float = Field(1e3, gt=0, description="|yaw| [rad]; yaw may be unwrapped")
+    max_abs_yaw_rate_radps: float = Field(20.0, gt=0, description="|yaw_rate| [rad/s]")
+    max_abs_slip_rad: float = Field(math.pi / 2, gt=0, description="|slip| [rad]")
+    max_abs_stamp_s: float = Field(1e10, gt=0, description="|stamp| [s]")
 
 
-REQUIRED_STATE = ("x", "y", "yaw", "v", "steer")
-OPTIONAL_STATE = ("yaw_rate", "slip")
+# -- request models ---------------------------------------------------------------------------
+class _Message(BaseModel):
+    # strict: no str -> number coercion and no bool as a number; unknown fields are ignored
+    # so that a newer client can add optional fields without breaking older daemons.
+    model_config = ConfigDict(frozen=True, strict=True, allow_inf_nan=False, extra="ignore")
 
 
-def _bounds(limits: InputLimits) -> dict[str, float]:
-    return {
-        "x": limits.max_abs_position_m,
-        "y": limits.max_abs_position_m,
-        "yaw": limits.max_abs_yaw_rad,
-        "v": limits.max_abs_speed_mps,
-        "steer": limits.max_abs_steer_rad,
-        "yaw_rate": limits.max_abs_yaw_rate_radps,
-        "slip": limits.max_abs_slip_rad,
-    }
+STATE_FIELDS = ("x", "y", "yaw", "v", "steer", "yaw_rate", "slip")
 
 
-@dataclass(frozen=True)
-class Request:
+class VehicleStateMsg(_Message):
+    """The measured state (SI units) of the reference point; see docs/protocol.md."""
+
+    x: float = Field(description="position [m]")
+    y: float = Field(description="position [m]")
+    yaw: float = Field(description="heading [rad]")
+    v: float = Field(description="speed [m/s]")
+    steer: float = Field(description="front-wheel steering angle [rad]")
+    yaw_rate: float | None = Field(None, description="[rad/s]; null or absent: not measured")
+    slip: float | None = Field(
+        None, description="side-slip angle [rad]; null or absent: not measured"
+    )
+
+    def get(self, name: str, default: float | None = None) -> float | None:
+        """A field by its wire name (``None`` when not measured); state layouts read it so."""
+        value = getattr(self, name, None) if name in STATE_FIELDS else None
+        return default if value is None else value
+
+    def as_dict(self) -> dict[str, float]:
+        """The fields that were sent, by wire name."""
+        return {k: v for k in STATE_FIELDS if (v := getattr(self, k)) is not None}
+
+
+class Request(_Message):
     type: str
-    seq: int | None
-    body: dict[str, Any]
+    seq: int | None = None
+    version: int = PROTOCOL_VERSION
+    # The whole decoded map, for a handler that reads a field this version does not model.
+    _body: dict[Any, Any] = PrivateAttr(default_factory=dict)
+
+    @property
+    def body(self) -> dict[Any, Any]:
+        return self._body
 
 
-@dataclass(frozen=True)
 class StepRequest(Request):
-    stamp: float = 0.0
-    state: dict[str, float] | None = None  #: x, y, yaw, v, steer, and yaw_rate / slip if sent
-    want_plan: bool = False
+    type: Literal["step"] = "step"
+    seq: int
+    stamp: float = Field(description="the sender's clock [s]")
+    state: VehicleStateMsg
+    want_plan: bool = Field(False, description="include the whole plan in the reply")
 
 
-def _number(value: Any, name: str, seq: int | None) -> float:
-    # bool is an int subclass in Python; on the wire it is not a number.
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ProtocolError(
-            ErrorCode.WRONG_TYPE, f"{name} must be a number, got {type(value).__name__}", seq
-        )
-    value = float(value)
-    if not math.isfinite(value):
-        raise ProtocolError(ErrorCode.NOT_FINITE, f"{name} is not finite ({value})", seq)
-    return value
+class PingRequest(Request):
+    type: Literal["ping"] = "ping"
 
 
-def _seq(body: dict[Any, Any]) -> int | None:
-    seq = body.get("seq")
-    return seq if isinstance(seq, int) and not isinstance(seq, bool) else None
+class ResetRequest(Request):
+    type: Literal["reset"] = "reset"
 
 
-def unpack(body: bytes, limits: InputLimits) -> dict[str, Any]:
+class StatsRequest(Request):
+    type: Literal["stats"] = "stats"
+
+
+class ReloadRequest(Request):
+    type: Literal["reload"] = "reload"
+    path: str | None = Field(None, description="bundle directory; none: the configured source")
+
+
+REQUEST_MODELS: dict[str, type[Request]] = {
+    "step": StepRequest,
+    "ping": PingRequest,
+    "reset": ResetRequest,
+    "stats": StatsRequest,
+    "reload": ReloadRequest,
+}
+assert tuple(REQUEST_MODELS) == REQUEST_TYPES
+
+
+# -- decoding -----------------------------------------------------------------------------------
+@lru_cache(maxsize=8)
+def _bounds(limits: InputLimits) -> tuple[tuple[str, float], ...]:
+    return (
+        ("x", limits.max_abs_position_m),
+        ("y", limits.max_abs_position_m),
+        ("yaw", limits.max_abs_yaw_rad),
+        ("v", limits.max_abs_speed_mps),
+        ("steer", limits.max_abs_steer_rad),
+        ("yaw_rate", limits.max_abs_yaw_rate_radps),
+        ("slip", limits.max_abs_slip_rad),
+    )
+
+
+def _depth_exceeds(obj: Any, max_depth: int) -> bool:
+    """Whether maps/arrays nest deeper than ``max_depth`` (the body itself is depth 1)."""
+    stack = [(obj, 1)]
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, dict) else node
+        for child in children:
+            if isinstance(child, (dict, list)):
+                if depth + 1 > max_depth:
+                    return True
+                stack.append((child, depth + 1))
+    return False
+
+
+def unpack(body: bytes, limits: InputLimits) -> dict[Any, Any]:
     """The body as a map, or ProtocolError (too_large, malformed, not_a_map)."""
     if len(body) > limits.max_message_bytes:
+        # Before unpacking: a hostile body costs one length check, nothing more.
         raise ProtocolError(
-            ErrorCode.TOO_LARGE, f"body of {len(body)} bytes exceeds the cap of {limits.max_message_bytes}"
+            ErrorCode.TOO_LARGE,
+            f"body of {len(body)} bytes exceeds the cap of {limits.max_message_bytes}",
         )
     cap = limits.max_message_bytes
     try:
@@ -120,25 +202,66 @@ def unpack(body: bytes, limits: InputLimits) -> dict[str, Any]:
             max_str_len=cap,
             max_array_len=cap,
             max_map_len=cap,
-            max_ext_len=0,
+            max_ext_len=0,  # no ext types at all, so no ext_hook can ever run
         )
-    except Exception as e:  # msgpack raises several types; all mean the same to a client
-        raise ProtocolError(ErrorCode.MALFORMED, f"not a msgpack body ({type(e).__name__})") from None
+    except Exception as e:  # noqa: BLE001
+        # msgpack raises several types (TypeError for unhashable keys, too); all mean the same
+        # to a client, and nothing from the wire may escape as anything but ProtocolError.
+        raise ProtocolError(
+            ErrorCode.MALFORMED, f"not a msgpack body ({type(e).__name__})"
+        ) from None
     if not isinstance(obj, dict):
-        raise ProtocolError(ErrorCode.NOT_A_MAP, f"body must be a map, got {type(obj).__name__}")
+        raise ProtocolError(ErrorCode.NOT_A_MAP, f"body must be a map, got {_kind(obj)}")
+    if _depth_exceeds(obj, limits.max_depth):
+        raise ProtocolError(
+            ErrorCode.MALFORMED, f"body nests deeper than {limits.max_depth} levels"
+        )
     return obj
 
 
+def _kind(value: Any) -> str:
+    """A wire-level type name for messages (what the client sent, not Python internals)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, (bytes, bytearray)):
+        return "binary"
+    if isinstance(value, dict):
+        return "map"
+    if isinstance(value, (list, tuple)):
+        return "array"
+    return type(value).__name__
+
+
+def _seq(obj: dict[Any, Any]) -> int | None:
+    seq = obj.get("seq")
+    return seq if isinstance(seq, int) and not isinstance(seq, bool) else None
+
+
 def decode_request(body: bytes, limits: InputLimits) -> Request:
-    """Decode and validate one request body; ProtocolError on anything wrong."""
+    """Decode and validate one request body; ProtocolError on anything wrong.
+
+    Returns one of ``StepRequest``, ``PingRequest``, ``ResetRequest``, ``StatsRequest``,
+    ``ReloadRequest``; ``request.body`` holds the whole decoded map.
+    """
     obj = unpack(body, limits)
     seq = _seq(obj)
-    if "seq" in obj and obj["seq"] is not None and seq is None:
-        raise ProtocolError(ErrorCode.WRONG_TYPE, "seq must be an integer", None)
+    if obj.get("seq") is not None and seq is None:
+        raise ProtocolError(
+            ErrorCode.WRONG_TYPE, f"seq must be an integer, got {_kind(obj['seq'])}"
+        )
     version = obj.get("version", PROTOCOL_VERSION)
     if isinstance(version, bool) or not isinstance(version, int):
-        raise ProtocolError(ErrorCode.WRONG_TYPE, "version must be an integer", seq)
+        raise ProtocolError(
+            ErrorCode.WRONG_TYPE, f"version must be an integer, got {_kind(version)}", seq
+        )
     if version != PROTOCOL_VERSION:
+        # Before the type: a newer client's new request types get this, not unknown_type.
         raise ProtocolError(
             ErrorCode.UNSUPPORTED_VERSION,
             f"protocol version {version} is not supported; this daemon speaks {PROTOCOL_VERSION}",
@@ -148,50 +271,154 @@ def decode_request(body: bytes, limits: InputLimits) -> Request:
     if kind is None:
         raise ProtocolError(ErrorCode.MISSING_FIELD, "missing field 'type'", seq)
     if not isinstance(kind, str):
-        raise ProtocolError(ErrorCode.WRONG_TYPE, "type must be a string", seq)
-    if kind not in REQUEST_TYPES:
+        raise ProtocolError(ErrorCode.WRONG_TYPE, f"type must be a string, got {_kind(kind)}", seq)
+    model = REQUEST_MODELS.get(kind)
+    if model is None:
+        known = ", ".join(REQUEST_TYPES)
         raise ProtocolError(
-            ErrorCode.UNKNOWN_TYPE, f"unknown type {kind[:40]!r}; known: {', '.join(REQUEST_TYPES)}", seq
+            ErrorCode.UNKNOWN_TYPE, f"unknown type {kind[:40]!r}; known: {known}", seq
         )
-    if kind != "step":
-        return Request(kind, seq, obj)
-    return _decode_step(obj, seq, limits)
+    try:
+        request = model.model_validate(obj)
+    except ValidationError as e:
+        raise _from_validation(e, seq) from None
+    if isinstance(request, StepRequest):
+        _check_magnitudes(request, limits)
+    request._body = obj
+    return request
 
 
-def _decode_step(obj: dict[str, Any], seq: int | None, limits: InputLimits) -> StepRequest:
-    if seq is None:
-        raise ProtocolError(ErrorCode.MISSING_FIELD, "step needs an integer 'seq'", None)
-    if "stamp" not in obj:
-        raise ProtocolError(ErrorCode.MISSING_FIELD, "missing field 'stamp'", seq)
-    stamp = _number(obj["stamp"], "stamp", seq)
-    if abs(stamp) > limits.max_abs_stamp_s:
-        raise ProtocolError(ErrorCode.OUT_OF_RANGE, f"stamp {stamp} is out of range", seq)
-    raw = obj.get("state")
-    if raw is None:
-        raise ProtocolError(ErrorCode.MISSING_FIELD, "missing field 'state'", seq)
-    if not isinstance(raw, dict):
-        raise ProtocolError(ErrorCode.WRONG_TYPE, "state must be a map", seq)
-    bounds = _bounds(limits)
-    state: dict[str, float] = {}
-    for name in REQUIRED_STATE + OPTIONAL_STATE:
-        value = raw.get(name)
-        if value is None:
-            if name in REQUIRED_STATE:
-                raise ProtocolError(ErrorCode.MISSING_FIELD, f"missing field 'state.{name}'", seq)
-            continue
-        v = _number(value, f"state.{name}", seq)
-        if abs(v) > bounds[name]:
+_CODES = {"missing": ErrorCode.MISSING_FIELD, "finite_number": ErrorCode.NOT_FINITE}
+_EXPECTED = {
+    "float_type": "a number",
+    "int_type": "an integer",
+    "int_from_float": "an integer",
+    "bool_type": "a boolean",
+    "string_type": "a string",
+    "model_type": "a map",
+    "dict_type": "a map",
+}
+
+
+def _from_validation(error: ValidationError, seq: int | None) -> ProtocolError:
+    """The first problem pydantic found, as a stable code and a message naming the field."""
+    first = error.errors(include_url=False)[0]
+    where = ".".join(str(p) for p in first["loc"]) or "body"
+    code = _CODES.get(first["type"], ErrorCode.WRONG_TYPE)
+    if first["input"] is None:  # null means absent, for required fields as for optional ones
+        code = ErrorCode.MISSING_FIELD
+    if code is ErrorCode.MISSING_FIELD:
+        message = f"missing field '{where}'"
+    elif code is ErrorCode.NOT_FINITE:
+        message = f"{where} is not finite ({first['input']})"
+    elif first["type"] in _EXPECTED:
+        message = f"{where} must be {_EXPECTED[first['type']]}, got {_kind(first['input'])}"
+    else:
+        message = f"{where}: {first['msg']}"
+    return ProtocolError(code, message, seq)
+
+
+def _check_magnitudes(request: StepRequest, limits: InputLimits) -> None:
+    if abs(request.stamp) > limits.max_abs_stamp_s:
+        raise ProtocolError(
+            ErrorCode.OUT_OF_RANGE,
+            f"stamp {request.stamp} is beyond +-{limits.max_abs_stamp_s}",
+            request.seq,
+        )
+    state = request.state
+    for name, bound in _bounds(limits):
+        value = getattr(state, name)
+        if value is not None and abs(value) > bound:
             raise ProtocolError(
-                ErrorCode.OUT_OF_RANGE, f"state.{name} = {v} is beyond +-{bounds[name]}", seq
+                ErrorCode.OUT_OF_RANGE, f"state.{name} = {value} is beyond +-{bound}", request.seq
             )
-        state[name] = v
-    want_plan = obj.get("want_plan", False)
-    return StepRequest("step", seq, obj, stamp=stamp, state=state, want_plan=want_plan is True)
 
 
-# -- replies ------------------------------------------------------------------------------------
-def encode(reply: dict[str, Any]) -> bytes:
-    return msgpack.packb(reply, use_bin_type=True)
+# -- reply models (the schema; builders below make the same maps as dicts) ---------------------
+class _Reply(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    version: int = PROTOCOL_VERSION
+
+
+class ActionMsg(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    steer_rate: float = Field(description="steering-angle rate [rad/s]")
+    accel: float = Field(description="longitudinal acceleration [m/s^2]")
+
+
+class ActionReply(_Reply):
+    type: Literal["action"] = "action"
+    seq: int
+    status: Literal["ok", "fallback", "stop"]
+    action: ActionMsg
+    solve_ms: float = Field(description="time spent planning [ms]")
+    model: str = Field(description="version of the model the plan used")
+    plan: list[tuple[float, float]] | None = Field(None, description="[steer_rate, accel] per step")
+    cost: float | None = None
+
+
+class ErrorReply(_Reply):
+    type: Literal["error"] = "error"
+    seq: int | None
+    code: ErrorCode
+    message: str
+
+
+class PongReply(_Reply):
+    type: Literal["pong"] = "pong"
+    seq: int | None
+    model: str
+
+
+class AckReply(_Reply):
+    model_config = ConfigDict(frozen=True, extra="allow")  # e.g. episode after a reset
+
+    type: Literal["ack"] = "ack"
+    seq: int | None
+    of: str
+
+
+class StatsReply(_Reply):
+    model_config = ConfigDict(frozen=True, extra="allow")  # the counters
+
+    type: Literal["stats"] = "stats"
+    seq: int | None
+
+
+Reply = ActionReply | ErrorReply | PongReply | AckReply | StatsReply
+REPLY_MODELS: dict[str, type[BaseModel]] = {
+    "action": ActionReply,
+    "error": ErrorReply,
+    "pong": PongReply,
+    "ack": AckReply,
+    "stats": StatsReply,
+}
+
+
+def parse_reply(reply: Mapping[str, Any]) -> Reply:
+    """A decoded reply map as its model (client side; raises pydantic's ValidationError)."""
+    model = REPLY_MODELS.get(str(reply.get("type")))
+    if model is None:
+        raise ValueError(f"unknown reply type {reply.get('type')!r}")
+    return model.model_validate(reply)  # type: ignore[return-value]
+
+
+# -- encoding and reply builders ----------------------------------------------------------------
+def _builtin(value: Any) -> Any:
+    # numpy scalars and arrays reach the builders from the planner; msgpack knows neither.
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"cannot encode {type(value).__name__}")
+
+
+def encode(reply: BaseModel | Mapping[str, Any]) -> bytes:
+    """One reply body. A model drops its unset optional fields; ``seq`` is always sent."""
+    if isinstance(reply, BaseModel):
+        data = reply.model_dump(mode="json")
+        reply = {k: v for k, v in data.items() if v is not None or k == "seq"}
+    return msgpack.packb(reply, use_bin_type=True, default=_builtin)
 
 
 def action_reply(
@@ -204,6 +431,9 @@ def action_reply(
     plan: list[list[float]] | None = None,
     cost: float | None = None,
 ) -> dict[str, Any]:
+    """The reply to a step; ``plan`` only when the request set ``want_plan``."""
+    if status not in STATUSES:
+        raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
     reply: dict[str, Any] = {
         "type": "action",
         "version": PROTOCOL_VERSION,
@@ -214,14 +444,20 @@ def action_reply(
         "model": model,
     }
     if plan is not None:
-        reply["plan"] = plan
+        reply["plan"] = [[float(a), float(b)] for a, b in plan]
     if cost is not None and math.isfinite(cost):
         reply["cost"] = float(cost)
     return reply
 
 
 def error_reply(code: ErrorCode, message: str, seq: int | None) -> dict[str, Any]:
-    return {"type": "error", "version": PROTOCOL_VERSION, "seq": seq, "code": code.value, "message": message}
+    return {
+        "type": "error",
+        "version": PROTOCOL_VERSION,
+        "seq": seq,
+        "code": ErrorCode(code).value,
+        "message": message,
+    }
 
 
 def pong_reply(seq: int | None, model: str) -> dict[str, Any]:
@@ -232,5 +468,6 @@ def ack_reply(seq: int | None, of: str, **extra: Any) -> dict[str, Any]:
     return {"type": "ack", "version": PROTOCOL_VERSION, "seq": seq, "of": of, **extra}
 
 
-def stats_reply(seq: int | None, stats: dict[str, Any]) -> dict[str, Any]:
-    return {"type": "stats", "version": PROTOCOL_VERSION, "seq": seq, **stats}
+def stats_reply(seq: int | None, stats: Mapping[str, Any]) -> dict[str, Any]:
+    # The counters cannot overwrite the envelope fields.
+    return {**stats, "type": "stats", "version": PROTOCOL_VERSION, "seq": seq}

@@ -179,3 +179,17 @@ def test_curve_client_with_unknown_key_gets_no_service(start_daemon, tmp_path) -
             assert plain.receive(1, 2.0) is None
     finally:
         assert daemon.stop() == 0
+
+
+def test_old_and_delayed_stamps_are_stale(start_daemon) -> None:
+    daemon = start_daemon(["stale_after_s=0.5"])
+    with ControllerClient(daemon.endpoint) as client:
+        client.reset()
+        assert client.step(1, 10.0, STATE, timeout_s=5.0).status == "ok"
+        client.send({"type": "step", "seq": 2, "stamp": 9.0, "state": STATE})  # goes back in time
+        assert client.receive(2, 5.0)["code"] == "stale"
+        time.sleep(0.8)  # 0.8 s pass here, but the stamp says 0.05 s: it sat in a queue
+        client.send({"type": "step", "seq": 3, "stamp": 10.05, "state": STATE})
+        reply = client.receive(3, 5.0)
+        assert reply["code"] == "stale" and "later than its stamp" in reply["message"]
+        assert client.step(4, 10.10, STATE, timeout_s=5.0).status == "ok"

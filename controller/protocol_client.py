@@ -1,0 +1,173 @@
+"""A client of the daemon's wire contract (docs/protocol.md): a DEALER socket and plain dicts.
+
+A request that gets no reply within its timeout closes the socket (linger 0) and opens a
+fresh one: the "lazy pirate" pattern of the ZeroMQ guide. A DEALER never wedges the way a REQ
+does after a lost reply, and a fresh socket picks up a restarted daemon. Replies to
+abandoned requests are told apart by ``seq`` and dropped.
+
+A step is never resent on a timeout: its state is old by then, and the caller should send a
+fresh one (holding its previous action meanwhile). Control requests (ping, reset, stats,
+reload) may be retried; their ``seq`` numbers come from a range of their own (from 2**40) so
+that they never collide with the caller's step numbers.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from typing import Any
+
+import msgpack
+import zmq
+
+from controller.protocol import PROTOCOL_VERSION
+
+#: Replies are small; a bound keeps a confused peer from making the client allocate much.
+MAX_REPLY_BYTES = 16 << 20
+CONTROL_SEQ_START = 1 << 40
+
+
+class DaemonUnavailable(RuntimeError):
+    """No reply within the timeout (the socket has been reopened)."""
+
+
+class ControllerClient:
+    def __init__(
+        self,
+        endpoint: str,
+        timeout_s: float = 1.0,
+        curve: tuple[str, str] | None = None,
+        context: zmq.Context | None = None,
+    ):
+        """``curve``: (client secret key file, daemon public key file) for a CURVE daemon."""
+        self.endpoint = endpoint
+        self.timeout_s = timeout_s
+        self.curve = curve
+        self.context = context or zmq.Context.instance()
+        self.reconnects = 0
+        self._control_seq = itertools.count(CONTROL_SEQ_START)
+        self.socket: zmq.Socket | None = None
+        self._open()
+
+    # -- connection ---------------------------------------------------------------------------
+    def _open(self) -> None:
+        socket = self.context.socket(zmq.DEALER)
+        socket.setsockopt(zmq.LINGER, 0)
+        socket.setsockopt(zmq.MAXMSGSIZE, MAX_REPLY_BYTES)
+        if self.curve is not None:
+            from controller.security import configure_curve_client
+
+            configure_curve_client(socket, *self.curve)
+        socket.connect(self.endpoint)
+        self.socket = socket
+
+    def reconnect(self) -> None:
+        """Drop the socket, with anything queued on it, and connect a fresh one."""
+        self.close()
+        self.reconnects += 1
+        self._open()
+
+    def close(self) -> None:
+        if self.socket is not None:
+            self.socket.close(linger=0)
+            self.socket = None
+
+    def __enter__(self) -> ControllerClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- raw request/reply --------------------------------------------------------------------
+    def send_raw(self, body: bytes) -> None:
+        """One body after the empty delimiter frame, exactly as a REQ socket would send it."""
+        if self.socket is None:
+            self._open()
+        assert self.socket is not None
+        self.socket.send_multipart([b"", body])
+
+    def send(self, message: dict[str, Any]) -> None:
+        self.send_raw(msgpack.packb(message, use_bin_type=True))
+
+    def receive(self, seq: int | None, timeout_s: float) -> dict[str, Any] | None:
+        """The next reply with this ``seq`` (any reply if None), or None after the timeout.
+
+        Replies to other requests and undecodable bodies are dropped.
+        """
+        assert self.socket is not None
+        deadline = time.perf_counter() + timeout_s
+        while True:
+            left = deadline - time.perf_counter()
+            if left <= 0 or not self.socket.poll(max(1, int(left * 1000))):
+                return None
+            try:
+                reply = msgpack.unpackb(self.socket.recv_multipart()[-1], raw=False)
+            except (ValueError, TypeError):  # the daemon never sends this; not worth a crash
+                continue
+            if isinstance(reply, dict) and (seq is None or reply.get("seq") == seq):
+                return reply
+
+    def request(
+        self, message: dict[str, Any], timeout_s: float | None = None, retries: int = 0
+    ) -> dict[str, Any]:
+        """Send ``message`` and wait for its reply; reconnect and resend up to ``retries`` times."""
+        timeout_s = self.timeout_s if timeout_s is None else timeout_s
+        for _ in range(retries + 1):
+            self.send(message)
+            reply = self.receive(message.get("seq"), timeout_s)
+            if reply is not None:
+                return reply
+            self.reconnect()
+        raise DaemonUnavailable(
+            f"no reply from {self.endpoint} within {timeout_s} s ({retries + 1} tries)"
+        )
+
+    def _control(
+        self, kind: str, retries: int, timeout_s: float | None = None, **fields: Any
+    ) -> dict[str, Any]:
+        seq = next(self._control_seq)
+        message = {"type": kind, "seq": seq, "version": PROTOCOL_VERSION, **fields}
+        return self.request(message, timeout_s, retries)
+
+    # -- the requests ---------------------------------------------------------------------------
+    def step(
+        self,
+        seq: int,
+        stamp: float,
+        state: dict[str, float],
+        want_plan: bool = False,
+        timeout_s: float | None = None,
+    ) -> dict[str, Any]:
+        """One control step: the action reply, or an error reply (``type`` tells which).
+
+        DaemonUnavailable after ``timeout_s`` without a reply; the socket is reopened and
+        the step is not resent.
+        """
+        message: dict[str, Any] = {"type": "step", "seq": seq, "stamp": stamp, "state": state}
+        if want_plan:
+            message["want_plan"] = True
+        return self.request(message, timeout_s, retries=0)
+
+    def ping(self, timeout_s: float | None = None, retries: int = 0) -> dict[str, Any]:
+        return self._control("ping", retries, timeout_s)
+
+    def wait_ready(self, timeout_s: float) -> dict[str, Any]:
+        """Ping until the daemon answers (it may still be starting or warming up)."""
+        deadline = time.perf_counter() + timeout_s
+        while True:
+            try:
+                return self.ping(timeout_s=min(1.0, max(0.05, deadline - time.perf_counter())))
+            except DaemonUnavailable:
+                if time.perf_counter() >= deadline:
+                    raise
+
+    def reset(self, retries: int = 2) -> dict[str, Any]:
+        """Start a new episode (the daemon drops its warm start and this client's stamps)."""
+        return self._control("reset", retries)
+
+    def stats(self, retries: int = 0) -> dict[str, Any]:
+        return self._control("stats", retries)
+
+    def reload(self, path: str | None = None) -> dict[str, Any]:
+        """Ask for a model reload (from ``path``, else the configured source); not retried."""
+        return self._control("reload", 0, **({"path": path} if path is not None else {}))
