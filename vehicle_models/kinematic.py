@@ -27,7 +27,7 @@ from torch import Tensor
 
 from vehicle_models.integrators import euler, rk4
 from vehicle_models.layout import KINEMATIC_STATE_DIM, ACTION_DIM, Action, State
-from vehicle_models.mathops import TORCH
+from vehicle_models.mathops import TORCH, TORCH_FIELDS
 from vehicle_models.params import BicycleParams
 
 Integrator = Literal["exact", "rk4", "euler"]
@@ -139,6 +139,13 @@ class KinematicBicycle:
 
     def step(self, state: Tensor, action: Tensor) -> Tensor:
         return kinematic_step(TORCH, self.params, state, action, self.dt, self.integrator)
+
+    def step_fields(self, state: tuple[Tensor, ...], action: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+        """``step`` on per-field tensors (structure of arrays), for compiled rollouts."""
+        if self.integrator != "exact":
+            stacked = self.step(torch.stack(state, -1), torch.stack(action, -1))
+            return tuple(stacked.unbind(-1))
+        return kinematic_exact_step(TORCH_FIELDS, self.params, state, action, self.dt)
 
     def step_by(self, state: Tensor, action: Tensor, dt: Tensor) -> Tensor:
         """``step`` with a per-transition step length ``dt`` of shape (...) (e.g. from logs)."""

@@ -129,6 +129,23 @@ class SemiParametricModel:
         rates = self._predict(state, action).mean
         return self.nominal.step(state, action) + self._correction(state, rates)
 
+    def step_fields(self, state: tuple[Tensor, ...], action: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+        """``step`` on per-field tensors (K,) each (structure of arrays), for compiled rollouts."""
+        z = torch.stack([state[int(f)] for f in self.input_fields] + list(action), dim=-1)
+        rates = fused_forward(self.fused, self.residual.config.activation, z).mean
+        nominal = list(self.nominal.step_fields(state, action))
+        idx = self._out_index
+        x, y, yaw = int(State.X), int(State.Y), int(State.YAW)
+        if x in idx:
+            c, s = torch.cos(state[yaw]), torch.sin(state[yaw])
+            along, across = rates[..., idx[x]], rates[..., idx[y]]
+            nominal[x] = nominal[x] + self.dt * (c * along - s * across)
+            nominal[y] = nominal[y] + self.dt * (s * along + c * across)
+        for field in (int(State.STEER), int(State.V), yaw):
+            if field in idx:
+                nominal[field] = nominal[field] + self.dt * rates[..., idx[field]]
+        return tuple(nominal)
+
     def step_with_disagreement(self, state: Tensor, action: Tensor) -> tuple[Tensor, Tensor]:
         """Next state and the ensemble's disagreement on this transition (..., nx), (...)."""
         out = self._predict(state, action)

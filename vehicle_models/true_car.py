@@ -1,89 +1,341 @@
-"""The simulator's car: the single-track model behind actuators with lag and dead time.
+"""The simulator's car: the single-track model behind actuators with dead time and lag.
 
-A command sent at time t reaches the actuators at t + dead_time (the last command held until
-then; zero before the first); each actuator follows its command through a first-order lag
-with its own time constant (0: none). The model is integrated by RK4 in substeps of at most
-``substep`` seconds, the actuator outputs held over each substep.
+Signal path of each input i (steer_rate, accel):
+
+    command at t --dead time T_i--> target c_i from t + T_i --lag tau_i--> a_i --> ST model
+
+- dead time: a FIFO of commands; input i follows the latest command sent at or before
+  t - T_i, zero before the first. A release that falls inside a control period splits the
+  integration there, so the delay is exact whatever the substep.
+- lag: first-order, tau_i a_i' = c_i - a_i, solved exactly (a_i(s) = c_i + (a_i(0) - c_i)
+  exp(-s / tau_i)); tau_i = 0 passes the target straight through.
+- the single-track model (``vehicle_models.single_track``) is integrated by RK4 with the
+  lagged input evaluated at each stage's time, in substeps of at most ``substep`` seconds,
+  shorter at low speed where the tyre terms (~1 / v) make the model stiff.
+
+``advance`` is the pure core: (plant state, action, period) -> plant state. ``TrueCar`` wraps
+it for the simulator: one car in float64 via ``SCALAR`` (Python floats, ~50x faster than torch
+on a 7-element state); ``advance`` with ``TORCH`` runs the same arithmetic on tensors.
 """
 
 from __future__ import annotations
 
 import math
-from collections import deque
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
-import yaml
-from pydantic import BaseModel, ConfigDict, Field
+import torch
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from vehicle_models.params import VEHICLE_DIR
-from vehicle_models.single_track import SingleTrackParams, load_single_track_params, rk4_step
+from vehicle_models.layout import ACTION_DIM, DYNAMIC_STATE_DIM, KINEMATIC_STATE_DIM, Action, State
+from vehicle_models.single_track import (
+    KINEMATIC_BELOW_MPS,
+    SingleTrackParams,
+    load_single_track_params,
+    read_vehicle_section,
+    single_track_derivative,
+)
+
+#: Stable RK4 substep per unit speed [s / (m/s)]: the fastest tyre mode of vehicle 2 decays
+#: at up to ~430 / v 1/s (hard braking), and RK4 is stable to |lambda h| ~ 2.8.
+STABLE_SUBSTEP_PER_SPEED = 0.005
+TIME_TOLERANCE = 1e-9  #: [s] events closer than this coincide (periods are summed in floats)
+
+
+class ScalarOps:
+    """Math adapter on Python floats for a single state (numpy arrays in and out).
+
+    Same interface as ``mathops.TorchOps``; ``where`` picks one branch value.
+    """
+
+    sin = staticmethod(math.sin)
+    cos = staticmethod(math.cos)
+    tan = staticmethod(math.tan)
+    atan = staticmethod(math.atan)
+    atan2 = staticmethod(math.atan2)
+    sqrt = staticmethod(math.sqrt)
+    exp = staticmethod(math.exp)
+    abs = staticmethod(abs)
+    tanh = staticmethod(math.tanh)
+
+    @staticmethod
+    def clip(x: float, lo: float, hi: float) -> float:
+        return min(max(x, lo), hi)
+
+    @staticmethod
+    def where(cond: bool, a: float, b: float) -> float:
+        return a if cond else b
+
+    @staticmethod
+    def both(a: bool, b: bool) -> bool:
+        return a and b
+
+    @staticmethod
+    def either(a: bool, b: bool) -> bool:
+        return a or b
+
+    @staticmethod
+    def sinc(z: float) -> float:
+        return 1.0 - z * z / 6.0 if abs(z) < 1e-4 else math.sin(z) / z
+
+    @staticmethod
+    def field(x: Any, i: int) -> float:
+        return float(x[i])
+
+    @staticmethod
+    def stack(items: Sequence[float]) -> np.ndarray:
+        return np.array(items, dtype=np.float64)
+
+    @staticmethod
+    def zeros_like(x: Any) -> Any:
+        return 0.0 * x
+
+
+SCALAR = ScalarOps()
+
+
+class InputTimes(BaseModel):
+    """A time per input [s]; a bare number in a config sets both."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    steer_rate: float = Field(0.0, ge=0, description="for the steering-rate input [s]")
+    accel: float = Field(0.0, ge=0, description="for the acceleration input [s]")
+
+    def per_input(self) -> tuple[float, float]:
+        """In ``Action`` order."""
+        return (self.steer_rate, self.accel)
 
 
 class ActuatorConfig(BaseModel):
+    """Actuators between the controller's command and the vehicle, and the integration step."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    lag_steer_rate: float = Field(0.05, ge=0, description="time constant of the steering actuator [s]")
-    lag_accel: float = Field(0.1, ge=0, description="time constant of the drive / brakes [s]")
-    dead_time: float = Field(0.0, ge=0, description="delay before a command takes effect [s]")
-    substep: float = Field(0.002, gt=0, le=0.05, description="integration substep [s]")
+    lag: InputTimes = Field(
+        InputTimes(), description="first-order time constant per input [s]; 0: none"
+    )
+    dead_time: InputTimes = Field(
+        InputTimes(), description="delay from command to actuator per input [s]; 0: none"
+    )
+    substep: float = Field(0.002, gt=0, le=0.01, description="longest RK4 substep [s]")
+
+    @field_validator("lag", "dead_time", mode="before")
+    @classmethod
+    def _same_for_both(cls, value: Any) -> Any:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return {"steer_rate": value, "accel": value}
+        return value
 
 
-def load_actuators(name_or_path: str | Path, **overrides: object) -> ActuatorConfig:
-    path = Path(name_or_path)
-    if not path.suffix:
-        path = VEHICLE_DIR / f"{name_or_path}.yaml"
-    data = yaml.safe_load(path.read_text()) or {}
-    return ActuatorConfig(**((data.get("actuators") or {}) | overrides))
+IDEAL_ACTUATORS = ActuatorConfig()  #: no lag, no dead time
 
 
-def lag_factor(time_constant: float, h: float) -> float:
-    """Exact first-order lag over h: y += (u - y) * factor."""
-    return 1.0 if time_constant <= 0 else 1.0 - math.exp(-h / time_constant)
+class TrueCarConfig(BaseModel):
+    """The simulator's car: vehicle (with its tyre model) and actuators."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    vehicle: SingleTrackParams
+    actuators: ActuatorConfig = IDEAL_ACTUATORS
+
+
+def load_actuators(name_or_path: str | Path, **overrides: Any) -> ActuatorConfig:
+    """The ``actuators:`` section of a named vehicle or YAML file, with fields overridden."""
+    return ActuatorConfig(**(read_vehicle_section(name_or_path, "actuators") | overrides))
+
+
+def load_true_car_config(name_or_path: str | Path, **overrides: Any) -> TrueCarConfig:
+    """``dynamic:`` and ``actuators:`` of a named vehicle or YAML file.
+
+    Each override goes to the section with that field: ``dead_time=0.04`` to the actuators,
+    ``mu=0.8`` or ``tyre={"kind": "pacejka"}`` to the vehicle.
+    """
+    unknown = (
+        set(overrides) - set(ActuatorConfig.model_fields) - set(SingleTrackParams.model_fields)
+    )
+    if unknown:
+        raise ValueError(f"unknown true-car parameter(s): {', '.join(sorted(unknown))}")
+    actuator_overrides = {k: v for k, v in overrides.items() if k in ActuatorConfig.model_fields}
+    vehicle_overrides = {k: v for k, v in overrides.items() if k not in actuator_overrides}
+    return TrueCarConfig(
+        vehicle=load_single_track_params(name_or_path, **vehicle_overrides),
+        actuators=load_actuators(name_or_path, **actuator_overrides),
+    )
+
+
+class Command(NamedTuple):
+    sent: float  #: when the controller sent it [s]
+    action: Any  #: (..., 2), ``Action`` layout
+
+
+class PlantState(NamedTuple):
+    """Everything the true car carries from one period to the next."""
+
+    vehicle: Any  #: (..., 7) single-track state, ``State`` layout
+    actuators: Any  #: (..., 2) actuator outputs: what the vehicle receives now
+    commands: tuple[Command, ...]  #: oldest first; the first is in force for every input
+    time: float  #: [s]
+
+
+def initial_plant_state(vehicle_state: Any) -> PlantState:
+    """At rest: actuators at zero, a zero command in force since forever."""
+    zeros = 0.0 * vehicle_state[..., : len(Action)]
+    return PlantState(vehicle_state, zeros, (Command(-math.inf, zeros),), 0.0)
+
+
+def stable_substep(speed: float, substep: float) -> float:
+    """Longest RK4 substep [s] at ``speed`` [m/s] that keeps the tyre modes stable."""
+    # Below the switch speed the kinematic model applies, but the next stage may not.
+    return min(substep, STABLE_SUBSTEP_PER_SPEED * max(speed, KINEMATIC_BELOW_MPS))
+
+
+def commanded(
+    ops: Any, commands: tuple[Command, ...], dead_times: tuple[float, ...], t: float
+) -> Any:
+    """Target per input at time ``t``: the latest command sent at or before t - T_i."""
+    targets = []
+    for i, dead in enumerate(dead_times):
+        released = [c for c in commands if c.sent + dead <= t + TIME_TOLERANCE]
+        targets.append(ops.field(released[-1].action, i))
+    return ops.stack(targets)
+
+
+def _lagged(ops: Any, start: Any, target: Any, decays: tuple[float, ...]) -> Any:
+    return ops.stack(
+        [
+            ops.field(target, i) + (ops.field(start, i) - ops.field(target, i)) * d
+            for i, d in enumerate(decays)
+        ]
+    )
+
+
+def _decays(lags: tuple[float, ...], s: float) -> tuple[float, ...]:
+    return tuple(0.0 if tau == 0.0 else math.exp(-s / tau) for tau in lags)
+
+
+def integrate_segment(
+    ops: Any, config: TrueCarConfig, x: Any, applied: Any, target: Any, duration: float
+) -> tuple[Any, Any]:
+    """Vehicle state and actuator outputs after ``duration`` seconds with a constant target."""
+    p, lags = config.vehicle, config.actuators.lag.per_input()
+    f = lambda xx, uu: single_track_derivative(ops, p, xx, uu)
+    remaining = duration
+    while remaining > TIME_TOLERANCE:
+        # Batched states share one clock: the slowest sets the substep.
+        speed = float(abs(x[..., State.V]).min())
+        h = min(stable_substep(speed, config.actuators.substep), remaining)
+        if remaining - h < TIME_TOLERANCE:
+            h = remaining
+        u0 = _lagged(ops, applied, target, _decays(lags, 0.0))
+        u_mid = _lagged(ops, applied, target, _decays(lags, 0.5 * h))
+        u1 = _lagged(ops, applied, target, _decays(lags, h))
+        k1 = f(x, u0)
+        k2 = f(x + (0.5 * h) * k1, u_mid)
+        k3 = f(x + (0.5 * h) * k2, u_mid)
+        k4 = f(x + h * k3, u1)
+        x = x + (h / 6.0) * (k1 + 2.0 * k2 + 2.0 * k3 + k4)
+        applied = u1
+        remaining -= h
+    return x, applied
+
+
+def advance(
+    ops: Any, config: TrueCarConfig, plant: PlantState, action: Any, period: float
+) -> PlantState:
+    """Send ``action`` (..., 2) at ``plant.time`` and run the car for ``period`` seconds. Pure."""
+    if period <= 0:
+        raise ValueError(f"period must be positive, got {period}")
+    start, end = plant.time, plant.time + period
+    dead_times = config.actuators.dead_time.per_input()
+    commands = plant.commands + (Command(start, action),)
+    releases = {c.sent + d for c in commands for d in dead_times}
+    splits = sorted(t for t in releases if start + TIME_TOLERANCE < t < end - TIME_TOLERANCE)
+    x, applied = plant.vehicle, plant.actuators
+    for t0, t1 in zip([start, *splits], [*splits, end]):
+        target = commanded(ops, commands, dead_times, t0)
+        x, applied = integrate_segment(ops, config, x, applied, target, t1 - t0)
+    # Drop commands that a later one has replaced for every input.
+    latest_dead = max(dead_times)
+    while len(commands) > 1 and commands[1].sent + latest_dead <= end + TIME_TOLERANCE:
+        commands = commands[1:]
+    return PlantState(x, applied, commands, end)
+
+
+def _as_float64(values: Any) -> np.ndarray:
+    if isinstance(values, torch.Tensor):
+        values = values.detach().cpu().numpy()
+    return np.asarray(values, dtype=np.float64)
 
 
 class TrueCar:
-    def __init__(self, params: SingleTrackParams, actuators: ActuatorConfig = ActuatorConfig()):
-        self.params = params
-        self.actuators = actuators
-        self.reset(np.zeros(7))
+    """The simulator's plant: one car, ``reset(state)`` then ``step(action, period)``.
+
+    Computes in float64 numpy. ``step`` takes the action as a numpy array, a torch tensor or a
+    sequence of floats, and returns the new state (7,) as a numpy array, or as a tensor of the
+    action's dtype and device when the action is a tensor.
+    """
+
+    state_dim = DYNAMIC_STATE_DIM
+    action_dim = ACTION_DIM
+
+    def __init__(self, vehicle: SingleTrackParams, actuators: ActuatorConfig = IDEAL_ACTUATORS):
+        self.config = TrueCarConfig(vehicle=vehicle, actuators=actuators)
+        self.plant = initial_plant_state(np.zeros(DYNAMIC_STATE_DIM))
 
     @classmethod
-    def named(cls, vehicle: str, **actuator_overrides: object) -> "TrueCar":
-        return cls(load_single_track_params(vehicle), load_actuators(vehicle, **actuator_overrides))
+    def from_config(cls, config: TrueCarConfig) -> TrueCar:
+        return cls(config.vehicle, config.actuators)
 
-    def reset(self, state: np.ndarray) -> None:
-        """Place the car; actuators at rest, nothing in flight. Missing yaw_rate/slip: 0."""
-        x = np.zeros(7)
-        s = np.nan_to_num(np.asarray(state, dtype=np.float64)[:7], nan=0.0)
-        x[: len(s)] = s
-        self.state = x
-        self.time = 0.0
-        self.applied = np.zeros(2)  #: actuator outputs now
-        self._commands: deque[tuple[float, np.ndarray]] = deque()
-        self._effective = np.zeros(2)  #: the command that has come through the dead time
+    @classmethod
+    def named(cls, vehicle: str | Path, **overrides: Any) -> TrueCar:
+        """A named vehicle (``passenger_car``) or YAML file; see ``load_true_car_config``."""
+        return cls.from_config(load_true_car_config(vehicle, **overrides))
 
-    def _command_at(self, t: float) -> np.ndarray:
-        release = t - self.actuators.dead_time + 1e-12
-        while self._commands and self._commands[0][0] <= release:
-            self._effective = self._commands.popleft()[1]
-        return self._effective
+    @property
+    def params(self) -> SingleTrackParams:
+        return self.config.vehicle
 
-    def step(self, action: np.ndarray, period: float) -> np.ndarray:
-        """Send ``action`` now and advance ``period`` seconds; the new state (7,)."""
-        self._commands.append((self.time, np.asarray(action, dtype=np.float64).copy()))
-        # The tyre terms scale with 1 / v: near standstill the model is stiff, and RK4 needs
-        # steps below ~0.014 v seconds to stay stable. Shrink the substep there.
-        speed = max(abs(float(self.state[3])), 0.05)
-        substep = min(self.actuators.substep, max(2.5e-4, 0.005 * speed))
-        n = max(1, math.ceil(period / substep - 1e-9))
-        h = period / n
-        f_steer = lag_factor(self.actuators.lag_steer_rate, h)
-        f_accel = lag_factor(self.actuators.lag_accel, h)
-        for _ in range(n):
-            command = self._command_at(self.time)
-            self.applied[0] += (command[0] - self.applied[0]) * f_steer
-            self.applied[1] += (command[1] - self.applied[1]) * f_accel
-            self.state = rk4_step(self.params, self.state, self.applied, h)
-            self.time += h
-        return self.state.copy()
+    @property
+    def actuators(self) -> ActuatorConfig:
+        return self.config.actuators
+
+    @property
+    def state(self) -> np.ndarray:
+        """Vehicle state (7,), a copy."""
+        return self.plant.vehicle.copy()
+
+    @property
+    def applied(self) -> np.ndarray:
+        """Actuator outputs (2,) the vehicle receives now, a copy."""
+        return self.plant.actuators.copy()
+
+    @property
+    def time(self) -> float:
+        """Seconds since ``reset``."""
+        return self.plant.time
+
+    def reset(self, state: Any) -> None:
+        """Place the car at ``state`` (5,) or (7,); actuators at rest, no command in flight.
+
+        A missing or NaN yaw_rate / slip (a kinematic state) starts at 0.
+        """
+        given = _as_float64(state).reshape(-1)
+        if given.shape[0] not in (KINEMATIC_STATE_DIM, DYNAMIC_STATE_DIM):
+            raise ValueError(f"state must have 5 or 7 entries, got {given.shape[0]}")
+        x = np.zeros(DYNAMIC_STATE_DIM)
+        x[: given.shape[0]] = given
+        x[KINEMATIC_STATE_DIM:] = np.nan_to_num(x[KINEMATIC_STATE_DIM:], nan=0.0)
+        if not np.isfinite(x).all():
+            raise ValueError(f"state must be finite, got {given}")
+        self.plant = initial_plant_state(x)
+
+    def step(self, action: Any, period: float) -> Any:
+        """Send ``action`` (2,) now and run ``period`` seconds; the new state (7,)."""
+        u = _as_float64(action).reshape(ACTION_DIM)
+        self.plant = advance(SCALAR, self.config, self.plant, u, float(period))
+        if isinstance(action, torch.Tensor):
+            return torch.tensor(self.plant.vehicle, dtype=action.dtype, device=action.device)
+        return self.state

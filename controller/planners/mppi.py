@@ -87,6 +87,8 @@ class MPPI:
 
     # -- the hot path ---------------------------------------------------------------------
     def _rollout(self, x0: Tensor, actions: Tensor) -> tuple[Tensor, Tensor | None]:
+        if not self._uses_disagreement and hasattr(self.model, "step_fields"):
+            return self._rollout_fields(x0, actions), None
         states = [x0]
         spreads = []
         x = x0
@@ -98,6 +100,16 @@ class MPPI:
                 x = self.model.step(x, actions[t])
             states.append(x)
         return torch.stack(states), (torch.stack(spreads) if spreads else None)
+
+    def _rollout_fields(self, x0: Tensor, actions: Tensor) -> Tensor:
+        """The rollout on per-field tensors (structure of arrays), stacked once at the end."""
+        x = tuple(x0.unbind(-1))
+        steer_rate, accel = actions.unbind(-1)
+        trajectory = [x]
+        for t in range(actions.shape[0]):
+            x = self.model.step_fields(x, (steer_rate[t], accel[t]))  # type: ignore[attr-defined]
+            trajectory.append(x)
+        return torch.stack([torch.stack(field) for field in zip(*trajectory)], dim=-1)
 
     def _iteration(self, x0: Tensor, nominal: Tensor, noise: Tensor, last_action: Tensor) -> _Iteration:
         K = noise.shape[1]

@@ -208,3 +208,14 @@ def test_full_lap_at_10_mps(track_name: str, config) -> None:
     assert summary["completed"], summary
     assert summary["mean_abs_lateral_m"] < 0.3, summary
     assert summary["offtrack_s"] == 0.0, summary
+
+
+@pytest.mark.parametrize("make", [lambda: KinematicBicycle(PARAMS, 0.05), lambda: semi_model(1, torch.float64)], ids=["kinematic", "semi"])
+def test_field_steps_equal_stacked_steps(make) -> None:
+    model = make()
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(32, 5, generator=g, dtype=torch.float64)
+    x[:, State.V] = x[:, State.V].abs() * 5 + 1
+    u = torch.randn(32, 2, generator=g, dtype=torch.float64) * 0.3
+    fields = model.step_fields(tuple(x.unbind(-1)), tuple(u.unbind(-1)))
+    torch.testing.assert_close(torch.stack(fields, -1), model.step(x, u), rtol=1e-12, atol=1e-12)
