@@ -35,7 +35,10 @@ class ILQRConfig(BaseModel):
     kind: Literal["ilqr"] = "ilqr"
     horizon: int = Field(40, ge=2, description="H, steps")
     dt: float = Field(0.05, gt=0, description="planner step [s]")
-    max_iterations: int = Field(3, ge=1, description="iterations per call (warm-started)")
+    # One iteration per control step from the shifted previous plan (real-time iteration):
+    # measured on random:0 at 10 m/s, H=40, as good a track (mean |lat| 0.001 m) as three
+    # iterations at 3.5 ms instead of 5.4 ms a step. Raise it for offline solves.
+    max_iterations: int = Field(1, ge=1, description="iterations per call (warm-started)")
     tolerance: float = Field(1e-4, gt=0, description="stop below this relative cost decrease")
     line_search: tuple[float, ...] = Field(
         (1.0, 0.5, 0.25, 0.1, 0.03, 0.01), description="step lengths tried, all at once"

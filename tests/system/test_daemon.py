@@ -78,7 +78,9 @@ def test_daemon_killed_and_restarted_mid_lap(start_daemon, tmp_path) -> None:
     killed_run = load_steps(first.log_dir)
     assert 140 <= len(killed_run) <= 151  # at most the last flush interval (0.5 s) lost
     np.testing.assert_array_equal(killed_run.seq, np.arange(len(killed_run)))
-    assert stats["steps"] == summary.steps - 151
+    # The new daemon served the rest; a resent step may have reached it twice (the first copy
+    # through the abandoned socket, whose reply nobody reads).
+    assert summary.steps - 151 <= stats["steps"] <= summary.steps - 151 + summary.timeouts
 
 
 def test_backlog_gets_stale_errors_and_only_the_newest_is_planned(start_daemon) -> None:
