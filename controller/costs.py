@@ -31,7 +31,7 @@ from torch import Tensor
 
 from controller.track import Track, speed_profile
 from vehicle_models.angles import wrap_angle
-from vehicle_models.layout import Action, State
+from vehicle_models.layout import State
 from vehicle_models.params import BicycleParams
 
 

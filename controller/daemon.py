@@ -103,7 +103,6 @@ class Daemon:
         self._pending_reload: tuple[LoadedModel, Any] | None = None
         self._reload_thread: threading.Thread | None = None
         self._reload_lock = threading.Lock()
-        self._reload_error: str | None = None
         self._recent_states: deque = deque(maxlen=64)
         self._watched_bundle: Path | None = runtime.model.source
         self._last_watch = 0.0

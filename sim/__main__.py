@@ -13,8 +13,6 @@ stops the daemon with SIGTERM.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import signal
 import socket
 import subprocess

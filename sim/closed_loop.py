@@ -91,10 +91,7 @@ def drive(
     states, actions, solve_ms, lateral, progress, offtrack = [x.numpy().copy()], [], [], [], [0.0], []
 
     def locate(state: Tensor) -> tuple[float, float, bool]:
-        p = lookup.project(state[State.X : State.X + 1], state[State.Y : State.Y + 1], state[State.YAW : State.YAW + 1])
-        lat = float(p.lateral[0])
-        room = float(p.width_left[0]) if lat > 0 else float(p.width_right[0])
-        return float(p.s[0]), lat, abs(lat) + 0.5 * vehicle_width > room
+        return lookup.locate(state[State.X], state[State.Y], state[State.YAW], vehicle_width)
 
     s_prev, lat, off = locate(x)
     lateral.append(lat)

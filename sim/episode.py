@@ -155,11 +155,7 @@ def run_episode(
     max_steps = config.max_steps or int(math.ceil((3 * config.laps * length / speed0 + 30.0) / period))
 
     def locate(state: np.ndarray) -> tuple[float, float, bool]:
-        t = lambda i: torch.tensor([float(state[i])], dtype=torch.float64)  # noqa: E731
-        p = lookup.project(t(State.X), t(State.Y), t(State.YAW))
-        lat = float(p.lateral[0])
-        room = float(p.width_left[0]) if lat > 0 else float(p.width_right[0])
-        return float(p.s[0]), lat, abs(lat) + 0.5 * config.vehicle_width > room
+        return lookup.locate(state[State.X], state[State.Y], state[State.YAW], config.vehicle_width)
 
     plant.reset(initial_state)
     controller.reset()

@@ -22,6 +22,7 @@ import torch
 
 from controller.translog import load_steps
 from controller.track import load_track
+from sim.__main__ import free_port
 from sim.closed_loop import start_state
 from sim.episode import EpisodeConfig, Summary, run_episode
 from sim.remote import ControllerClient
@@ -76,8 +77,7 @@ def _wait_for_model(client: ControllerClient, version: str, timeout_s: float) ->
 def run_loop(work: Path, s: LoopSettings = LoopSettings(), progress: bool = False) -> dict[str, Any]:
     models, logs = work / "models", work / "logs"
     base = wrong_bundle(models, s)
-    port = __import__("sim.__main__", fromlist=["free_port"]).free_port()
-    endpoint = f"tcp://127.0.0.1:{port}"
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
     command = [
         sys.executable, "-m", "controller", "--bind", endpoint, "--track", s.track, "--log-dir", str(logs),
         f"--set=model.model_dir={models}", f"--set=cost.target_speed={s.target_speed}",

@@ -111,6 +111,15 @@ class TrackLookup:
             width_right=pick(row_a[..., _WR], row_b[..., _WR]) + frac * pick(row_a[..., _DWR], row_b[..., _DWR]),
         )
 
+    def locate(self, x: float, y: float, yaw: float, vehicle_width: float) -> tuple[float, float, bool]:
+        """One car: (arc length [m], signed lateral offset [m], whether some part of it is
+        beyond the edge on the side it is on)."""
+        point = lambda v: torch.tensor([float(v)], dtype=self.table.dtype)  # noqa: E731
+        p = self.project(point(x), point(y), point(yaw))
+        lateral = float(p.lateral[0])
+        room = float(p.width_left[0]) if lateral > 0 else float(p.width_right[0])
+        return float(p.s[0]), lateral, abs(lateral) + 0.5 * vehicle_width > room
+
     def _bracket(self, s: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         u = torch.remainder(s, self.length) / self.spacing
         i = u.floor().long().clamp(0, self.num_points - 1)

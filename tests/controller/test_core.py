@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from controller.core import ControlCore, guard_action, wire_state_vector
 from controller.costs import CostConfig, TrackCost

@@ -7,7 +7,6 @@ leaves the track, on a generated track and on a real one (Zandvoort, 4.3 km).
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest

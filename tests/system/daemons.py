@@ -4,21 +4,15 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
+from sim.__main__ import free_port
 from sim.remote import ControllerClient
 
 ROOT = Path(__file__).resolve().parents[2]
 FAST = ["planner.compile=false", "planner.num_samples=256", "planner.horizon=25"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class DaemonProcess:

@@ -20,7 +20,8 @@ from sim.closed_loop import start_state
 from sim.episode import EpisodeConfig, run_episode
 from sim.plants import KinematicPlant
 from sim.remote import ControllerClient
-from tests.system.daemons import ROOT, free_port
+from sim.__main__ import free_port
+from tests.system.daemons import ROOT
 from vehicle_models.params import load_params
 from vehicle_models.true_car import TrueCar
 

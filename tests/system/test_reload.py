@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import torch
 
 from sim.remote import ControllerClient
 from vehicle_models.bundle import ModelBundle, save_bundle

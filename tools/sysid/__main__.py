@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from controller.translog import LogError
-from tools.sysid.data import DataError
+from tools.sysid.data import DataError, control_period
 from tools.sysid.fit import FitOptions, RefusedError, run_fit
 from vehicle_models.bundle import BundleError
 
@@ -60,8 +60,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
     while True:
         try:
             steps = load_steps(log_files([args.logs]))
-            driven = len(steps) * 0.05
-        except LogError:
+            driven = len(steps) * control_period(steps)
+        except (LogError, DataError):
             driven = 0.0
         if driven - fitted_s >= args.every * 60:
             base = newest_bundle(args.model_dir) if Path(args.model_dir).exists() else None

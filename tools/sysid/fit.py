@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+import torch
 
 from controller.translog import load_steps, log_files
-from tools.sysid.data import DataError, blocks, transitions_of, windows
+from tools.sysid.data import blocks, transitions_of, windows
 from tools.sysid.evaluate import prediction_rmse, table
 from tools.sysid.kinematic_fit import excitation_warnings, fit_kinematic
 from tools.sysid.residual_fit import train_residual
@@ -67,7 +67,7 @@ def run_fit(logs: list[str], out: Path, base: str | None, vehicle: str, options:
 
     models: dict[str, Any] = {}
     if base_bundle is not None:
-        models[f"base ({base_bundle.version})"] = base_bundle.build(period, dtype=__import__("torch").float64)
+        models[f"base ({base_bundle.version})"] = base_bundle.build(period, dtype=torch.float64)
     else:
         models["prior (kinematic)"] = KinematicBicycle(prior, period)
     models["refit kinematic"] = KinematicBicycle(kin.params, period)
@@ -86,14 +86,13 @@ def run_fit(logs: list[str], out: Path, base: str | None, vehicle: str, options:
         bundle.residual = result.residual
         residual_info = {"epochs": result.epochs, "best_epoch": result.best_epoch,
                          "train_loss": result.train_loss, "validation_loss": result.validation_loss}
-        models["semi-parametric"] = bundle.build(period, dtype=__import__("torch").float64)
+        models["semi-parametric"] = bundle.build(period, dtype=torch.float64)
     rmse = {name: prediction_rmse(m, eval_windows, period) for name, m in models.items()}
-    candidate = list(rmse)[-1]
-    best_refit = min((n for n in rmse if n != list(rmse)[0]), key=lambda n: rmse[n]["1s"]["pos"])
-    if best_refit != candidate:
-        candidate = best_refit
-        bundle.residual = None if candidate == "refit kinematic" else bundle.residual
-    base_name = list(rmse)[0]
+    base_name, *refits = rmse
+    # Write whichever refitted model predicts better at 1 s on the held-out blocks.
+    candidate = min(refits, key=lambda n: rmse[n]["1s"]["pos"])
+    if candidate == "refit kinematic":
+        bundle.residual = None
     worse = rmse[candidate]["1s"]["pos"] > rmse[base_name]["1s"]["pos"]
 
     digest = data_digest(files)
