@@ -23,7 +23,7 @@ from torch.func import jacrev, vmap
 
 from vehicle_models.angles import wrap_angle
 from vehicle_models.kinematic import KinematicBicycle
-from vehicle_models.layout import Action, State
+from vehicle_models.layout import State
 from vehicle_models.residual import (
     EnsembleOutput,
     FusedWeights,
