@@ -20,6 +20,8 @@ from vehicle_models.semi_parametric import SemiParametricModel
 
 MAX_LAYERS, MAX_WIDTH, MAX_FEATURES, MAX_OUTPUTS, MAX_MEMBERS = 6, 256, 16, 8, 16
 NX, NU = 5, 2
+#: Output units the kernel's dense layers compute together (COLUMN_BLOCK in rollout.c).
+COLUMN_BLOCK = 8
 #: Samples per block of the kernel's blocked layouts (LANES in rollout.c).
 LANES = 16
 #: Order of the kernel's term kinds (enum in rollout.c) by TrackCost term name.
@@ -40,7 +42,7 @@ class Problem(ctypes.Structure):
         ("steer_rate_min", _f), ("steer_rate_max", _f), ("accel_min", _f), ("accel_max", _f),
         ("low", _f * NU), ("high", _f * NU),
         ("num_layers", _i), ("members", _i), ("activation", _i),
-        ("widths", _i * (MAX_LAYERS + 1)),
+        ("widths", _i * (MAX_LAYERS + 1)), ("num_outputs", _i),
         ("input_source", _i * MAX_FEATURES),
         ("output_field", _i * MAX_OUTPUTS),
         ("inv_output_scale", _f * MAX_OUTPUTS),
@@ -97,7 +99,7 @@ def supports(model: Any, cost: Any) -> str | None:
         fw = model.fused
         if len(fw.weights) > MAX_LAYERS:
             return f"residual has {len(fw.weights)} layers (kernel: at most {MAX_LAYERS})"
-        if max(w.shape[-1] for w in fw.weights[:-1]) > MAX_WIDTH:
+        if max(-(-w.shape[-1] // COLUMN_BLOCK) * COLUMN_BLOCK for w in fw.weights[:-1]) > MAX_WIDTH:
             return f"residual layers wider than {MAX_WIDTH}"
         if fw.weights[0].shape[0] > MAX_MEMBERS:
             return f"ensemble of more than {MAX_MEMBERS} members"
@@ -178,18 +180,27 @@ class NativeProblem:
         layers = len(fw.weights)
         p.num_layers, p.members = layers, fw.weights[0].shape[0]
         p.activation = ACTIVATIONS[model.residual.config.activation]
-        widths = [fw.weights[0].shape[1]] + [w.shape[-1] for w in fw.weights[:-1]] + [n_out]
-        p.widths[: layers + 1] = widths
+        p.num_outputs = n_out
         sources = [int(f) for f in model.input_fields] + [NX + a for a in range(NU)]
         p.input_source[: len(sources)] = sources
         p.output_field[:n_out] = [int(f) for f in model.output_fields]
         p.inv_output_scale[:n_out] = (1.0 / fw.output_scale.double()).tolist()
+        # Every layer's width padded with zero units to the kernel's column block: a padded
+        # unit has zero input weights, and zero outgoing weights in the next layer.
+        fan_in = fw.weights[0].shape[1]
+        p.widths[0] = fan_in
         for i, (w, b) in enumerate(zip(fw.weights, fw.biases)):
-            if i == layers - 1:  # drop the GEMM padding columns of the torch path
-                w, b = w[..., :n_out], b[..., :n_out]
-            wt, bt = self._own(w), self._own(b.reshape(b.shape[0], -1))
+            real_out = n_out if i == layers - 1 else w.shape[-1]  # drop the torch path's padding
+            width = -(-real_out // COLUMN_BLOCK) * COLUMN_BLOCK
+            padded_w = w.new_zeros(w.shape[0], fan_in, width)
+            padded_w[:, : w.shape[1], :real_out] = w[..., :real_out]
+            padded_b = b.new_zeros(b.shape[0], width)
+            padded_b[:, :real_out] = b.reshape(b.shape[0], -1)[:, :real_out]
+            wt, bt = self._own(padded_w), self._own(padded_b)
             p.weights[i] = ctypes.cast(wt.data_ptr(), _fp)
             p.biases[i] = ctypes.cast(bt.data_ptr(), _fp)
+            p.widths[i + 1] = width
+            fan_in = width
 
     def _fill_track_and_cost(self, p: Problem, cost: TrackCost) -> None:
         lookup = cost.lookup
