@@ -48,6 +48,7 @@ class Problem(ctypes.Structure):
         ("inv_output_scale", _f * MAX_OUTPUTS),
         ("weights", _fp * MAX_LAYERS), ("biases", _fp * MAX_LAYERS),
         ("cell_segments", _ip), ("segments", _fp), ("speed_table", _fp),
+        ("width_left_table", _fp), ("width_right_table", _fp),
         ("num_points", _i), ("grid_nx", _i), ("grid_ny", _i),
         ("origin_x", _f), ("origin_y", _f), ("inv_cell", _f), ("length", _f), ("inv_length", _f),
         ("inv_spacing", _f),
@@ -72,6 +73,12 @@ def declare(lib: ctypes.CDLL) -> None:
         [P, ctypes.c_int, ctypes.c_int] + [ctypes.c_void_p] * 4 + [ctypes.c_float] + [ctypes.c_void_p] * 6
     )
     lib.vmpc_mppi_iteration.restype = ctypes.c_int
+    lib.vmpc_policy_rollout.argtypes = [P, ctypes.c_int, ctypes.c_int] + [ctypes.c_void_p] * 11
+    lib.vmpc_policy_rollout.restype = ctypes.c_int
+    lib.vmpc_linearize.argtypes = [P, ctypes.c_int] + [ctypes.c_void_p] * 4
+    lib.vmpc_linearize.restype = ctypes.c_int
+    lib.vmpc_quadratize.argtypes = [P, ctypes.c_int] + [ctypes.c_void_p] * 8
+    lib.vmpc_quadratize.restype = ctypes.c_int
     if lib.vmpc_lanes() != LANES:
         from controller.native.build import NativeUnavailable
 
@@ -209,10 +216,11 @@ class NativeProblem:
         table = lookup.table.double().clone()
         table[:, _LEN_COLUMN] = 1.0 / table[:, _LEN_COLUMN]
         segments = self._own(table)
-        speed = self._own(cost.speed_table)
         p.cell_segments = ctypes.cast(cells.data_ptr(), _ip)
         p.segments = ctypes.cast(segments.data_ptr(), _fp)
-        p.speed_table = ctypes.cast(speed.data_ptr(), _fp)
+        p.speed_table = ctypes.cast(self._own(cost.speed_table).data_ptr(), _fp)
+        p.width_left_table = ctypes.cast(self._own(cost.width_left_table).data_ptr(), _fp)
+        p.width_right_table = ctypes.cast(self._own(cost.width_right_table).data_ptr(), _fp)
         p.num_points, p.grid_nx, p.grid_ny = lookup.num_points, lookup.nx, lookup.ny
         p.origin_x, p.origin_y, p.inv_cell = lookup.origin_x, lookup.origin_y, lookup.inv_cell
         p.length, p.inv_length, p.inv_spacing = lookup.length, 1.0 / lookup.length, 1.0 / lookup.spacing
@@ -282,3 +290,41 @@ class NativeProblem:
         if rc < 0:
             raise ValueError(f"native MPPI iteration refused H={H}, K={K}")
         return rc == 0
+
+    def policy_rollout(
+        self,
+        x0: Tensor,
+        states_bar: Tensor,
+        actions_bar: Tensor,
+        k: Tensor,
+        K: Tensor,
+        alphas: Tensor,
+        last_action: Tensor,
+        states: Tensor,
+        actions: Tensor,
+        costs: Tensor,
+        terms: Tensor,
+    ) -> None:
+        """iLQR's closed-loop rollouts, one per step length: states (H + 1, A, nx), actions
+        blocked (1, H, nu, LANES), costs (A,), terms (n_terms, A)."""
+        H, n_alpha = actions_bar.shape[0], alphas.shape[0]
+        rc = self.lib.vmpc_policy_rollout(
+            self._ref, H, n_alpha, _ptr(x0), _ptr(states_bar), _ptr(actions_bar), _ptr(k), _ptr(K),
+            _ptr(alphas), _ptr(last_action), _ptr(states), _ptr(actions), _ptr(costs), _ptr(terms),
+        )
+        if rc != 0:
+            raise ValueError(f"native policy rollout refused H={H} with {n_alpha} step lengths")
+
+    def linearize(self, states: Tensor, actions: Tensor, A: Tensor, B: Tensor) -> None:
+        """Jacobians of the model's step at states (H, nx), actions (H, nu) into A, B."""
+        if self.lib.vmpc_linearize(self._ref, actions.shape[0], _ptr(states), _ptr(actions), _ptr(A), _ptr(B)):
+            raise ValueError("native linearize refused the trajectory")
+
+    def quadratize(self, states: Tensor, actions: Tensor, last_action: Tensor, out: tuple[Tensor, ...]) -> None:
+        """The cost's Gauss-Newton derivatives (``TrackCost.quadratize``) into ``out``
+        = (l_z, l_u, l_zz, l_uu, l_uz)."""
+        rc = self.lib.vmpc_quadratize(
+            self._ref, actions.shape[0], _ptr(states), _ptr(actions), _ptr(last_action), *(_ptr(t) for t in out)
+        )
+        if rc != 0:
+            raise ValueError("native quadratize refused the trajectory")

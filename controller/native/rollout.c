@@ -61,6 +61,7 @@ typedef struct {
     const int32_t *cell_segments; /* (cells, 2) */
     const float *segments;        /* (num_points, NCOL) */
     const float *speed_table;     /* (num_points,) */
+    const float *width_left_table, *width_right_table; /* (num_points,) */
     int32_t num_points, grid_nx, grid_ny;
     float origin_x, origin_y, inv_cell, length, inv_length, inv_spacing, branch_penalty;
     /* cost */
@@ -204,7 +205,7 @@ static void residual_rates(const Problem *p, const float *x[NX], const float *u[
 /* ---- track projection ------------------------------------------------------------------------ */
 
 typedef struct {
-    float s[LANES], lateral[LANES], heading[LANES], width_left[LANES], width_right[LANES];
+    float s[LANES], lateral[LANES], heading[LANES], curvature[LANES], width_left[LANES], width_right[LANES];
 } Projection;
 
 /* cos(a - pi/2) for sin(a): a sin and a cos of one argument would be fused into a scalar sincos. */
@@ -244,6 +245,7 @@ static void project(const Problem *p, const float *px, const float *py, const fl
         out->s[l] = s - p->length * floorf(s * p->inv_length);
         out->lateral[l] = use_b ? lat_b : lat_a;
         out->heading[l] = use_b ? head_b : head_a;
+        out->curvature[l] = T[r + DHEAD] * T[r + INV_LEN];
         out->width_left[l] = T[r + WL] + frac * T[r + DWL];
         out->width_right[l] = T[r + WR] + frac * T[r + DWR];
     }
@@ -264,16 +266,26 @@ static inline float sinc(float z) {
     return fabsf(z) < 1e-4f ? 1.0f - z * z * (1.0f / 6.0f) : sz / z;
 }
 
+/* iLQR's closed-loop update, one step length per lane: u = clamp(u_bar + alpha k + K dz). */
+typedef struct {
+    const float *states_bar;  /* (H + 1, NX) */
+    const float *actions_bar; /* (H, NU) */
+    const float *k;           /* (H, NU) */
+    const float *K;           /* (H, NU, NX + NU), on dz = (x - x_bar, u_prev - u_prev_bar) */
+    float alpha[LANES];
+} Policy;
+
 /*
  * Rollouts of block b: samples k = b * LANES + l; lanes past K are computed (from whatever
  * their padding holds) but never written to costs, terms or states.
- * Actions u_t = clamp(base[t] + perturb[b, t, :, l], low, high); perturb may be NULL.
+ * Actions u_t = clamp(base[t] + perturb[b, t, :, l], low, high); perturb may be NULL; with a
+ * policy, u_t is the policy's instead (base and perturb unused).
  * Writes the clamped actions to samples (blocked, like perturb) if given, states (H + 1, K, NX)
  * if given, each rollout's total cost to costs[k] and its terms to terms[slot * K + k].
  */
 static void rollout_block(const Problem *p, int H, int K, int b, const float *x0, const float *base,
-                          const float *perturb, const float *last_action, float s_start,
-                          float *samples, float *states, float *costs, float *terms) {
+                          const float *perturb, const Policy *policy, const float *last_action,
+                          float s_start, float *samples, float *states, float *costs, float *terms) {
     float x[NX][LANES], u[NU][LANES], prev[NU][LANES];
     float acc[N_TERM_KINDS][LANES];
     float rates[MAX_OUTPUTS * LANES], spread[LANES];
@@ -292,10 +304,22 @@ static void rollout_block(const Problem *p, int H, int K, int b, const float *x0
     for (int t = 0; t < H; t++) {
         for (int n = 0; n < NU; n++) {
             const size_t row = block_offset + ((size_t)t * NU + n) * LANES;
-            const float *d = perturb ? perturb + row : NULL;
+            if (policy) {
+                const float *xb = policy->states_bar + t * NX;
+                const float *prev_bar = t == 0 ? last_action : policy->actions_bar + (t - 1) * NU;
+                const float *gain = policy->K + ((size_t)t * NU + n) * (NX + NU);
+                for (int l = 0; l < LANES; l++) {
+                    float v = policy->actions_bar[t * NU + n] + policy->alpha[l] * policy->k[t * NU + n];
+                    for (int i = 0; i < NX; i++) v += gain[i] * (x[i][l] - xb[i]);
+                    for (int m = 0; m < NU; m++) v += gain[NX + m] * (prev[m][l] - prev_bar[m]);
+                    u[n][l] = clampf(v, p->low[n], p->high[n]);
+                }
+            } else {
+                const float *d = perturb ? perturb + row : NULL;
 #pragma omp simd
-            for (int l = 0; l < LANES; l++)
-                u[n][l] = clampf(base[t * NU + n] + (d ? d[l] : 0.0f), p->low[n], p->high[n]);
+                for (int l = 0; l < LANES; l++)
+                    u[n][l] = clampf(base[t * NU + n] + (d ? d[l] : 0.0f), p->low[n], p->high[n]);
+            }
             if (samples) memcpy(samples + row, u[n], sizeof u[n]);
         }
         if (p->num_layers > 0) {
@@ -411,14 +435,14 @@ static float start_arc_length(const Problem *p, const float *x0) {
 }
 
 static void rollout_all(const Problem *p, int H, int K, const float *x0, const float *base,
-                        const float *perturb, const float *last_action, float *samples, float *states,
-                        float *costs, float *terms) {
+                        const float *perturb, const Policy *policy, const float *last_action,
+                        float *samples, float *states, float *costs, float *terms) {
     const float s_start = start_arc_length(p, x0);
     const int blocks = (K + LANES - 1) / LANES;
     const int threads = p->num_threads < blocks ? p->num_threads : blocks;
 #pragma omp parallel for num_threads(threads > 0 ? threads : 1) schedule(static)
     for (int b = 0; b < blocks; b++)
-        rollout_block(p, H, K, b, x0, base, perturb, last_action, s_start, samples, states, costs, terms);
+        rollout_block(p, H, K, b, x0, base, perturb, policy, last_action, s_start, samples, states, costs, terms);
 }
 
 /* ---- entry points ----------------------------------------------------------------------------- */
@@ -427,7 +451,7 @@ static void rollout_all(const Problem *p, int H, int K, const float *x0, const f
 int vmpc_rollout(const Problem *p, int H, int K, const float *x0, const float *base, const float *perturb,
                  const float *last_action, float *samples, float *states, float *costs, float *terms) {
     if (H < 1 || K < 1) return -1;
-    rollout_all(p, H, K, x0, base, perturb, last_action, samples, states, costs, terms);
+    rollout_all(p, H, K, x0, base, perturb, NULL, last_action, samples, states, costs, terms);
     return 0;
 }
 
@@ -443,7 +467,7 @@ int vmpc_mppi_iteration(const Problem *p, int H, int K, const float *x0, const f
                         const float *noise, const float *last_action, float temperature, float *samples,
                         float *costs, float *plan, float *plan_states, float *plan_terms, float *stats) {
     if (H < 1 || K < 1) return -1;
-    rollout_all(p, H, K, x0, nominal, noise, last_action, samples, NULL, costs, NULL);
+    rollout_all(p, H, K, x0, nominal, noise, NULL, last_action, samples, NULL, costs, NULL);
     float best = INFINITY;
     int any = 0;
     for (int k = 0; k < K; k++)
@@ -480,10 +504,319 @@ int vmpc_mppi_iteration(const Problem *p, int H, int K, const float *x0, const f
             plan[t * NU + n] = sum * inv_total;
         }
     float plan_cost;
-    rollout_all(p, H, 1, x0, plan, NULL, last_action, NULL, plan_states, &plan_cost, plan_terms);
+    rollout_all(p, H, 1, x0, plan, NULL, NULL, last_action, NULL, plan_states, &plan_cost, plan_terms);
     stats[0] = plan_cost;
     stats[1] = best;
     stats[2] = (float)(total * total / total_sq);
+    return 0;
+}
+
+/*
+ * iLQR's line search: one closed-loop rollout per step length alphas[0 .. n_alpha - 1] (at most
+ * LANES), all in one block. Out: states (H + 1, n_alpha, NX), actions blocked (1, H, NU, LANES),
+ * costs (n_alpha), terms (num_terms, n_alpha).
+ */
+int vmpc_policy_rollout(const Problem *p, int H, int n_alpha, const float *x0, const float *states_bar,
+                        const float *actions_bar, const float *k, const float *K, const float *alphas,
+                        const float *last_action, float *states, float *actions, float *costs, float *terms) {
+    if (H < 1 || n_alpha < 1 || n_alpha > LANES) return -1;
+    Policy policy = {states_bar, actions_bar, k, K, {0}};
+    for (int l = 0; l < n_alpha; l++) policy.alpha[l] = alphas[l];
+    const float s_start = start_arc_length(p, x0);
+    rollout_block(p, H, n_alpha, 0, x0, NULL, NULL, &policy, last_action, s_start, actions, states, costs, terms);
+    return 0;
+}
+
+/* ---- derivatives along one trajectory (iLQR) ----------------------------------------------- */
+
+static inline float activation_slope(float h, int kind) {
+    if (kind == ACT_SILU) {
+        const float sig = 1.0f / (1.0f + exp_inline(-h));
+        return sig * (1.0f + h * (1.0f - sig));
+    }
+    if (kind == ACT_RELU) return h > 0.0f ? 1.0f : 0.0f;
+    const float th = 1.0f - 2.0f / (exp_inline(2.0f * h) + 1.0f);
+    return 1.0f - th * th;
+}
+
+static const float ZERO_BIAS[MAX_WIDTH] = {0};
+
+/*
+ * Mean over members of the residual's outputs and of their derivatives w.r.t. the features,
+ * for up to LANES points (one per lane): rates (num_outputs, LANES), slopes (num_outputs,
+ * n_in, LANES). Forward mode: each feature direction is pushed through the layers.
+ */
+static void residual_slopes(const Problem *p, const float *features, float *rates, float *slopes) {
+    const int n_in = p->widths[0], n_out = p->num_outputs, L = p->num_layers;
+    float pre[MAX_LAYERS][MAX_WIDTH * LANES]; /* pre-activations of the hidden layers */
+    float act[MAX_WIDTH * LANES], tangent[MAX_WIDTH * LANES], next[MAX_WIDTH * LANES];
+    float out[MAX_OUTPUTS * LANES];
+    memset(rates, 0, sizeof(float) * n_out * LANES);
+    memset(slopes, 0, sizeof(float) * n_out * n_in * LANES);
+    const float inv_e = 1.0f / (float)p->members;
+    for (int e = 0; e < p->members; e++) {
+        const float *h = features;
+        for (int k = 0; k < L; k++) {
+            const int fan_in = p->widths[k], fan_out = p->widths[k + 1];
+            const float *w = p->weights[k] + (size_t)e * fan_in * fan_out;
+            const float *b = p->biases[k] + (size_t)e * fan_out;
+            float *dst = k == L - 1 ? out : pre[k];
+            dense(h, fan_in, w, b, fan_out, p->activation, 0, dst);
+            if (k < L - 1) {
+                memcpy(act, dst, sizeof(float) * fan_out * LANES);
+                for (int j = 0; j < fan_out; j++) activate_lanes(act + j * LANES, p->activation);
+                memcpy(k & 1 ? next : tangent, act, sizeof(float) * fan_out * LANES);
+                h = k & 1 ? next : tangent;
+            }
+        }
+        for (int o = 0; o < n_out; o++)
+            for (int l = 0; l < LANES; l++) rates[o * LANES + l] += inv_e * out[o * LANES + l];
+        for (int f = 0; f < n_in; f++) {
+            /* d(first pre-activation)/d feature f is row f of the first weights */
+            const int w1 = p->widths[1];
+            const float *row = p->weights[0] + (size_t)e * n_in * w1 + (size_t)f * w1;
+            for (int j = 0; j < w1; j++)
+                for (int l = 0; l < LANES; l++) tangent[j * LANES + l] = row[j];
+            for (int k = 1; k < L; k++) {
+                const int fan_in = p->widths[k], fan_out = p->widths[k + 1];
+                for (int j = 0; j < fan_in; j++)
+                    for (int l = 0; l < LANES; l++)
+                        tangent[j * LANES + l] *= activation_slope(pre[k - 1][j * LANES + l], p->activation);
+                dense(tangent, fan_in, p->weights[k] + (size_t)e * fan_in * fan_out, ZERO_BIAS, fan_out,
+                      p->activation, 0, next);
+                memcpy(tangent, next, sizeof(float) * fan_out * LANES);
+            }
+            for (int o = 0; o < n_out; o++)
+                for (int l = 0; l < LANES; l++)
+                    slopes[(o * n_in + f) * LANES + l] += inv_e * tangent[o * LANES + l];
+        }
+    }
+}
+
+static inline float sinc_slope(float z) {
+    return fabsf(z) < 1e-4f ? -z * (1.0f / 3.0f) : (z * cosf(z) - sinf(z)) / (z * z);
+}
+
+/* Exact Jacobians of the kinematic exact step at one point: A (NX, NX), B (NX, NU). */
+static void kinematic_jacobian(const Problem *p, const float *x, const float *u, float *A, float *B) {
+    const float dt = p->dt;
+    const float w_raw = u[0], a_raw = u[1];
+    const float m_w = (w_raw > p->steer_rate_min && w_raw < p->steer_rate_max) ? 1.0f : 0.0f;
+    const float m_a = (a_raw > p->accel_min && a_raw < p->accel_max) ? 1.0f : 0.0f;
+    const float steer_rate = clampf(w_raw, p->steer_rate_min, p->steer_rate_max);
+    const float accel = clampf(a_raw, p->accel_min, p->accel_max);
+    const float s_sum = x[STEER] + steer_rate * dt, v_sum = x[V] + accel * dt;
+    const float m_s = (s_sum > p->steer_min && s_sum < p->steer_max) ? 1.0f : 0.0f;
+    const float m_v = (v_sum > p->speed_min && v_sum < p->speed_max) ? 1.0f : 0.0f;
+    const float steer_mid = 0.5f * (x[STEER] + clampf(s_sum, p->steer_min, p->steer_max));
+    const float v_mid = 0.5f * (x[V] + clampf(v_sum, p->speed_min, p->speed_max));
+    const float dsm_dsteer = 0.5f * (1.0f + m_s), dsm_dw = 0.5f * m_s * m_w * dt;
+    const float dvm_dv = 0.5f * (1.0f + m_v), dvm_da = 0.5f * m_v * m_a * dt;
+
+    const float T = tanf(p->steer_gain * steer_mid + p->steer_offset);
+    const float dT = p->steer_gain * (1.0f + T * T);
+    const float z = p->ref_ratio * T, dz = p->ref_ratio * dT;
+    const float beta = atanf(z), dbeta = dz / (1.0f + z * z);
+    const float cb = 1.0f / sqrtf(1.0f + z * z), dcb = -z * cb * cb * cb * dz;
+    const float kk = dt / p->wheelbase;
+    const float yaw_change = v_mid * cb * T * kk;
+    const float dyc_dsm = v_mid * kk * (dcb * T + cb * dT), dyc_dvm = cb * T * kk;
+    const float h = x[YAW] + beta + 0.5f * yaw_change;
+    const float dh_dsm = dbeta + 0.5f * dyc_dsm, dh_dvm = 0.5f * dyc_dvm;
+    const float half = 0.5f * yaw_change;
+    const float sc = sinc(half), dsc = sinc_slope(half);
+    const float arc = v_mid * dt * sc;
+    const float darc_dsm = v_mid * dt * dsc * 0.5f * dyc_dsm;
+    const float darc_dvm = dt * sc + v_mid * dt * dsc * 0.5f * dyc_dvm;
+    const float ch = cosf(h), sh = sin_via_cos(h);
+    const float dpx_dsm = darc_dsm * ch - arc * sh * dh_dsm, dpx_dvm = darc_dvm * ch - arc * sh * dh_dvm;
+    const float dpy_dsm = darc_dsm * sh + arc * ch * dh_dsm, dpy_dvm = darc_dvm * sh + arc * ch * dh_dvm;
+
+    memset(A, 0, sizeof(float) * NX * NX);
+    memset(B, 0, sizeof(float) * NX * NU);
+    A[SX * NX + SX] = 1.0f;
+    A[SX * NX + STEER] = dpx_dsm * dsm_dsteer;
+    A[SX * NX + V] = dpx_dvm * dvm_dv;
+    A[SX * NX + YAW] = -arc * sh;
+    A[SY * NX + SY] = 1.0f;
+    A[SY * NX + STEER] = dpy_dsm * dsm_dsteer;
+    A[SY * NX + V] = dpy_dvm * dvm_dv;
+    A[SY * NX + YAW] = arc * ch;
+    A[STEER * NX + STEER] = m_s;
+    A[V * NX + V] = m_v;
+    A[YAW * NX + STEER] = dyc_dsm * dsm_dsteer;
+    A[YAW * NX + V] = dyc_dvm * dvm_dv;
+    A[YAW * NX + YAW] = 1.0f;
+    B[SX * NU + 0] = dpx_dsm * dsm_dw;
+    B[SX * NU + 1] = dpx_dvm * dvm_da;
+    B[SY * NU + 0] = dpy_dsm * dsm_dw;
+    B[SY * NU + 1] = dpy_dvm * dvm_da;
+    B[STEER * NU + 0] = m_s * m_w * dt;
+    B[V * NU + 1] = m_v * m_a * dt;
+    B[YAW * NU + 0] = dyc_dsm * dsm_dw;
+    B[YAW * NU + 1] = dyc_dvm * dvm_da;
+}
+
+/* Jacobians of the model's step at H points: A (H, NX, NX), B (H, NX, NU). */
+int vmpc_linearize(const Problem *p, int H, const float *states, const float *actions, float *A, float *B) {
+    if (H < 1) return -1;
+    for (int t = 0; t < H; t++)
+        kinematic_jacobian(p, states + t * NX, actions + t * NU, A + t * NX * NX, B + t * NX * NU);
+    if (p->num_layers == 0) return 0;
+    const int n_in = p->widths[0], n_out = p->num_outputs;
+    float features[MAX_FEATURES * LANES], rates[MAX_OUTPUTS * LANES];
+    float slopes[MAX_OUTPUTS * MAX_FEATURES * LANES];
+    int along = -1, across = -1;
+    for (int o = 0; o < n_out; o++) {
+        if (p->output_field[o] == SX) along = o;
+        if (p->output_field[o] == SY) across = o;
+    }
+    const float dt = p->dt;
+    for (int t0 = 0; t0 < H; t0 += LANES) {
+        for (int f = 0; f < n_in; f++) {
+            const int src = p->input_source[f];
+            for (int l = 0; l < LANES; l++) {
+                const int t = t0 + l < H ? t0 + l : H - 1;
+                features[f * LANES + l] = src < NX ? states[t * NX + src] : actions[t * NU + src - NX];
+            }
+        }
+        residual_slopes(p, features, rates, slopes);
+        for (int l = 0; l < LANES && t0 + l < H; l++) {
+            const int t = t0 + l;
+            float *At = A + t * NX * NX, *Bt = B + t * NX * NU;
+            const float yaw = states[t * NX + YAW], c = cosf(yaw), sn = sin_via_cos(yaw);
+            /* d correction[field] / d feature f, in the world frame */
+            for (int f = 0; f < n_in; f++) {
+                const int src = p->input_source[f];
+                float d[NX] = {0};
+                for (int o = 0; o < n_out; o++) {
+                    const int field = p->output_field[o];
+                    if (field != SX && field != SY) d[field] += dt * slopes[(o * n_in + f) * LANES + l];
+                }
+                if (along >= 0) {
+                    const float ga = slopes[(along * n_in + f) * LANES + l];
+                    const float gc = slopes[(across * n_in + f) * LANES + l];
+                    d[SX] += dt * (c * ga - sn * gc);
+                    d[SY] += dt * (sn * ga + c * gc);
+                }
+                for (int i = 0; i < NX; i++) {
+                    if (src < NX) At[i * NX + src] += d[i];
+                    else Bt[i * NU + src - NX] += d[i];
+                }
+            }
+            if (along >= 0) { /* the body-to-world rotation depends on the yaw */
+                const float ra = rates[along * LANES + l], rc = rates[across * LANES + l];
+                At[SX * NX + YAW] += dt * (-sn * ra - c * rc);
+                At[SY * NX + YAW] += dt * (c * ra - sn * rc);
+            }
+        }
+    }
+    return 0;
+}
+
+static inline float table_slope(const Problem *p, const float *table, float s) {
+    const float u = (s - p->length * floorf(s * p->inv_length)) * p->inv_spacing;
+    const int i = clamp_index(floorf(u), p->num_points - 1);
+    const int j = i + 1 == p->num_points ? 0 : i + 1;
+    return (table[j] - table[i]) * p->inv_spacing;
+}
+
+/*
+ * Gauss-Newton derivatives of the cost along states (H + 1, NX), actions (H, NU) w.r.t. the
+ * augmented state z_t = (x_t, u_{t-1}) (controller/costs.py, TrackCost.quadratize):
+ * l_z (H + 1, NZ), l_u (H, NU), l_zz (H + 1, NZ, NZ), l_uu (H, NU, NU), l_uz (H, NU, NZ).
+ */
+int vmpc_quadratize(const Problem *p, int H, const float *states, const float *actions, const float *last_action,
+                    float *l_z, float *l_u, float *l_zz, float *l_uu, float *l_uz) {
+    enum { NZ = NX + NU };
+    if (H < 1) return -1;
+    memset(l_z, 0, sizeof(float) * (H + 1) * NZ);
+    memset(l_zz, 0, sizeof(float) * (H + 1) * NZ * NZ);
+    memset(l_u, 0, sizeof(float) * H * NU);
+    memset(l_uu, 0, sizeof(float) * H * NU * NU);
+    memset(l_uz, 0, sizeof(float) * H * NU * NZ);
+    for (int t0 = 0; t0 < H; t0 += LANES) {
+        float px[LANES], py[LANES], yaw[LANES];
+        for (int l = 0; l < LANES; l++) {
+            const int t = (t0 + l < H ? t0 + l : H - 1) + 1; /* states 1..H */
+            px[l] = states[t * NX + SX], py[l] = states[t * NX + SY], yaw[l] = states[t * NX + YAW];
+        }
+        Projection pr;
+        project(p, px, py, yaw, &pr);
+        for (int l = 0; l < LANES && t0 + l < H; l++) {
+            const int t = t0 + l;
+            const float *x = states + (t + 1) * NX;
+            float *gz = l_z + (t + 1) * NZ, *hz = l_zz + (t + 1) * NZ * NZ;
+            const float step_w = t == H - 1 ? p->terminal_weight : 1.0f;
+            const float ch = cosf(pr.heading[l]), sh = sin_via_cos(pr.heading[l]);
+            float stretch = 1.0f - pr.curvature[l] * pr.lateral[l];
+            stretch = 1.0f / (stretch > 0.1f ? stretch : 0.1f);
+            const float ds[2] = {ch * stretch, sh * stretch}, normal[2] = {-sh, ch};
+            const float lat = pr.lateral[l];
+            float J[NX], r;
+#define ADD_SQUARED(weight)                                                                     \
+    do {                                                                                        \
+        const float c_ = 2.0f * (weight) * step_w;                                              \
+        for (int i = 0; i < NX; i++) {                                                          \
+            gz[i] += c_ * r * J[i];                                                             \
+            for (int j = 0; j < NX; j++) hz[i * NZ + j] += c_ * J[i] * J[j];                    \
+        }                                                                                       \
+    } while (0)
+            if (p->term_slot[T_LATERAL] >= 0) {
+                memset(J, 0, sizeof J);
+                J[SX] = normal[0], J[SY] = normal[1], r = lat;
+                ADD_SQUARED(p->w_lateral);
+            }
+            if (p->term_slot[T_HEADING] >= 0) {
+                memset(J, 0, sizeof J);
+                J[SX] = -pr.curvature[l] * ds[0], J[SY] = -pr.curvature[l] * ds[1], J[YAW] = 1.0f;
+                r = wrap_angle(x[YAW] - pr.heading[l]);
+                ADD_SQUARED(p->w_heading);
+            }
+            if (p->term_slot[T_SPEED] >= 0) {
+                const float slope = table_slope(p, p->speed_table, pr.s[l]);
+                memset(J, 0, sizeof J);
+                J[SX] = -slope * ds[0], J[SY] = -slope * ds[1], J[V] = 1.0f;
+                r = x[V] - speed_reference(p, pr.s[l]);
+                ADD_SQUARED(p->w_speed);
+            }
+            if (p->term_slot[T_BOUNDARY] >= 0) {
+                const float left = lat - (pr.width_left[l] - p->half_width);
+                const float right = -lat - (pr.width_right[l] - p->half_width);
+                const float sl = table_slope(p, p->width_left_table, pr.s[l]);
+                const float sr = table_slope(p, p->width_right_table, pr.s[l]);
+                const float on_left = left > 0.0f ? 1.0f : 0.0f, on_right = right > 0.0f ? 1.0f : 0.0f;
+                memset(J, 0, sizeof J);
+                for (int q = 0; q < 2; q++)
+                    J[SX + q] = on_left * (normal[q] - sl * ds[q]) + on_right * (-normal[q] - sr * ds[q]);
+                r = (left > 0.0f ? left : 0.0f) + (right > 0.0f ? right : 0.0f);
+                ADD_SQUARED(p->w_boundary);
+            }
+#undef ADD_SQUARED
+            if (p->term_slot[T_PROGRESS] >= 0 && t == H - 1) {
+                gz[SX] -= p->w_progress * ds[0];
+                gz[SY] -= p->w_progress * ds[1];
+            }
+        }
+    }
+    for (int t = 0; t < H; t++)
+        for (int n = 0; n < NU; n++) {
+            const float inv2 = p->inv_action_scale[n] * p->inv_action_scale[n];
+            const float u = actions[t * NU + n];
+            const float prev = t == 0 ? last_action[n] : actions[(t - 1) * NU + n];
+            if (p->term_slot[T_EFFORT] >= 0) {
+                l_u[t * NU + n] += 2.0f * p->effort_w[n] * u * inv2;
+                l_uu[(t * NU + n) * NU + n] += 2.0f * p->effort_w[n] * inv2;
+            }
+            if (p->term_slot[T_RATE] >= 0) {
+                const float g = 2.0f * p->rate_w[n] * (u - prev) * inv2, h = 2.0f * p->rate_w[n] * inv2;
+                l_u[t * NU + n] += g;
+                l_uu[(t * NU + n) * NU + n] += h;
+                l_z[t * NZ + NX + n] -= g;
+                l_zz[(t * NZ + NX + n) * NZ + NX + n] += h;
+                l_uz[(t * NU + n) * NZ + NX + n] -= h;
+            }
+        }
     return 0;
 }
 

@@ -14,6 +14,7 @@ regulariser mu follows Tassa's schedule and carries over between calls.
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Literal
 
@@ -22,11 +23,18 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
 
-from controller.costs import Cost
+from controller.costs import Cost, Quadratization
+from controller.native import NativeProblem, NativeUnavailable
+from controller.native import supports as native_supports
+from controller.native.problem import LANES, from_blocked
 from controller.planners.base import PlanResult, time_left
 from controller.planners.compile import maybe_compile
 from controller.planners.riccati import backward_pass
 from vehicle_models.dynamics import Dynamics
+
+log = logging.getLogger(__name__)
+
+Backend = Literal["auto", "native", "torch"]
 
 
 class ILQRConfig(BaseModel):
@@ -48,7 +56,10 @@ class ILQRConfig(BaseModel):
     mu_min: float = Field(1e-6, gt=0)
     mu_max: float = Field(1e8, gt=0)
     mu_factor: float = Field(2.0, gt=1, description="Tassa's Delta_0")
-    compile: bool = Field(True, description="fuse the rollouts with torch.compile")
+    backend: Backend = Field(
+        "auto", description="native (C kernel, CPU), torch, or auto: native where it can run"
+    )
+    compile: bool = Field(True, description="torch backend: fuse the rollouts with torch.compile")
 
 
 class ILQR:
@@ -85,7 +96,29 @@ class ILQR:
         self._no_K = torch.zeros(config.horizon, self.nu, self.nx + self.nu, dtype=dtype)
         self.mu = config.mu_init
         self._delta = 1.0
-        self._forward = maybe_compile(self._closed_loop, config.compile)
+        if len(config.line_search) > LANES:
+            raise ValueError(f"at most {LANES} line-search step lengths")
+        self.native = self._native_problem(config.backend)
+        self.backend = "native" if self.native is not None else "torch"
+        if self.native is None:
+            self._forward = maybe_compile(self._closed_loop, config.compile)
+        else:
+            self._forward = self._native_closed_loop
+
+    def _native_problem(self, backend: Backend) -> NativeProblem | None:
+        if backend == "torch":
+            return None
+        reason = None if self.dtype == torch.float32 else f"it runs float32, not {self.dtype}"
+        reason = reason or native_supports(self.model, self.cost)
+        if reason is None:
+            try:
+                return NativeProblem(self.model, self.cost, self.low, self.high, 1)
+            except NativeUnavailable as e:
+                reason = str(e)
+        if backend == "native":
+            raise ValueError(f"iLQR backend 'native' cannot run here: {reason}")
+        log.info("iLQR on the torch backend: the native kernel cannot run here (%s)", reason)
+        return None
 
     # -- rollouts ----------------------------------------------------------------------------
     def _closed_loop(
@@ -115,6 +148,44 @@ class ILQR:
         X, U = torch.stack(states), torch.stack(actions)
         ev = self.cost.evaluate(X, U, last_action)
         return X, U, ev.total, ev.terms
+
+    def _native_closed_loop(
+        self,
+        x0: Tensor,
+        states_bar: Tensor,
+        actions_bar: Tensor,
+        k: Tensor,
+        K: Tensor,
+        alphas: Tensor,
+        last_action: Tensor,
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """``_closed_loop`` in the kernel (fresh outputs: callers keep trajectories)."""
+        assert self.native is not None
+        H, n = self.horizon, alphas.shape[0]
+        states = torch.empty(H + 1, n, self.nx)
+        actions = torch.empty(1, H, self.nu, LANES)
+        totals, terms = torch.empty(n), torch.empty(len(self.cost.term_names), n)
+        self.native.policy_rollout(
+            x0.contiguous(), states_bar.contiguous(), actions_bar.contiguous(), k.contiguous(),
+            K.contiguous(), alphas.contiguous(), last_action.contiguous(), states, actions, totals, terms,
+        )
+        return states, from_blocked(actions, n), totals, terms
+
+    def _derivatives(self, X: Tensor, U: Tensor, last: Tensor) -> tuple[Tensor, Tensor, Quadratization]:
+        """Model Jacobians A (H, nx, nx), B (H, nx, nu) and the cost's quadratization."""
+        if self.native is None:
+            A, B = self.model.linearize(X[:-1], U)
+            return A, B, self.cost.quadratize(X, U, last)
+        H, nx, nu, nz = self.horizon, self.nx, self.nu, self.nx + self.nu
+        A, B = torch.empty(H, nx, nx), torch.empty(H, nx, nu)
+        X, U = X.contiguous(), U.contiguous()
+        self.native.linearize(X[:-1], U, A, B)
+        q = Quadratization(
+            torch.empty(H + 1, nz), torch.empty(H, nu), torch.empty(H + 1, nz, nz),
+            torch.empty(H, nu, nu), torch.empty(H, nu, nz),
+        )
+        self.native.quadratize(X, U, last.contiguous(), q)
+        return A, B, q
 
     def _adjust_mu(self, increase: bool) -> None:
         c = self.config
@@ -159,8 +230,7 @@ class ILQR:
                     deadline_hit = True
                     break
             iterations += 1
-            A, B = self.model.linearize(X[:-1], U)
-            q = self.cost.quadratize(X, U, last)
+            A, B, q = self._derivatives(X, U, last)
             A64, B64 = A.double().numpy(), B.double().numpy()
             l = [t.double().numpy() for t in q]
             U64 = U.double().numpy()

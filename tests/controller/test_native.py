@@ -177,3 +177,78 @@ def test_the_kernel_is_built_once_and_cached(monkeypatch, tmp_path) -> None:
     mtime = first.stat().st_mtime_ns
     assert native_build.build() == first and first.stat().st_mtime_ns == mtime
     assert first.parent == tmp_path / "native" and list(first.parent.iterdir()) == [first]
+
+
+# -- iLQR's pieces --------------------------------------------------------------------------------
+def ilqr_trajectory(model, track, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    H = 40
+    x0 = start_state(track, 10.0, s=50.0).float()
+    x0[1] += 1.5
+    U = (torch.rand(H, 2, generator=g) * (HIGH - LOW) + LOW) * 0.5
+    return x0, U, rollout(model, x0, U)
+
+
+@pytest.mark.parametrize("members", [0, 1, 3], ids=["kinematic", "semi", "ensemble3"])
+def test_jacobians_equal_casadi_and_autodiff(members: int) -> None:
+    track = load_track("random:0")
+    model = make_model(members)
+    native = NativeProblem(model, TrackCost(CostConfig(), track, PARAMS), LOW, HIGH, num_threads=1)
+    _, U, X = ilqr_trajectory(model, track)
+    A_want, B_want = model.linearize(X[:-1], U)  # CasADi twin + torch.func on the residual
+    A, B = torch.empty(40, 5, 5), torch.empty(40, 5, 2)
+    native.linearize(X[:-1].contiguous(), U, A, B)
+    torch.testing.assert_close(A, A_want, rtol=0, atol=2e-5)
+    torch.testing.assert_close(B, B_want, rtol=0, atol=2e-6)
+
+
+def test_cost_quadratization_equals_the_torch_one() -> None:
+    track = load_track("figure_eight")
+    model = make_model(1)
+    cost = TrackCost(CostConfig(weights=CostWeights(progress=0.5)), track, PARAMS)
+    native = NativeProblem(model, cost, LOW, HIGH, num_threads=1)
+    _, U, X = ilqr_trajectory(model, track, seed=1)
+    last = torch.tensor([0.1, 0.2])
+    want = cost.quadratize(X, U, last)
+    got = tuple(torch.empty_like(t) for t in want)
+    native.quadratize(X.contiguous(), U, last, got)
+    for name, g, w in zip(want._fields, got, want):
+        torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-5 * float(w.abs().max()), msg=name)
+
+
+def test_policy_rollouts_equal_the_torch_closed_loop() -> None:
+    from controller.planners.ilqr import ILQR, ILQRConfig
+
+    track = load_track("random:0")
+    model = make_model(1)
+    cost = TrackCost(CostConfig(), track, PARAMS)
+    config = ILQRConfig(horizon=40, compile=False)
+    on_torch = ILQR(config.model_copy(update={"backend": "torch"}), model, cost, PARAMS.action_low, PARAMS.action_high)
+    native = ILQR(config.model_copy(update={"backend": "native"}), model, cost, PARAMS.action_low, PARAMS.action_high)
+    x0, U, X = ilqr_trajectory(model, track, seed=2)
+    g = torch.Generator().manual_seed(5)
+    k = torch.randn(40, 2, generator=g) * 0.3
+    K = torch.randn(40, 2, 7, generator=g) * 0.05
+    last = torch.tensor([0.05, -0.2])
+    want = on_torch._closed_loop(x0, X, U, k, K, on_torch.alphas, last)
+    got = native._forward(x0, X, U, k, K, native.alphas, last)
+    for g_, w_ in zip(got, want):
+        torch.testing.assert_close(g_, w_, rtol=1e-4, atol=1e-3)
+
+
+def test_native_ilqr_plans_like_the_torch_ilqr() -> None:
+    from controller.planners.ilqr import ILQR, ILQRConfig
+
+    track = load_track("random:0")
+    model = make_model(1)
+    cost = TrackCost(CostConfig(), track, PARAMS)
+    config = ILQRConfig(horizon=30, max_iterations=5, compile=False)
+    x0 = start_state(track, 10.0, s=120.0).float()
+    x0[1] -= 0.8
+    plans = [
+        ILQR(config.model_copy(update={"backend": b}), model, cost, PARAMS.action_low, PARAMS.action_high).plan(x0)
+        for b in ("torch", "native")
+    ]
+    assert plans[1].iterations == plans[0].iterations
+    assert plans[1].cost == pytest.approx(plans[0].cost, rel=1e-3)
+    torch.testing.assert_close(plans[1].actions, plans[0].actions, rtol=1e-2, atol=2e-3)
