@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from controller.protocol_client import DaemonUnavailable
 from controller.translog import load_steps
 from controller.track import load_track
 from sim.__main__ import free_port
@@ -28,7 +29,7 @@ from sim.episode import EpisodeConfig, Summary, run_episode
 from sim.remote import ControllerClient
 from tools.sysid.data import blocks, windows
 from tools.sysid.evaluate import prediction_rmse
-from tools.sysid.fit import FitOptions, run_fit
+from tools.sysid.fit import MAX_DEAD_TIME_S, FitOptions, dead_time_of, run_fit
 from vehicle_models.bundle import ModelBundle, load_bundle, save_bundle
 from vehicle_models.params import load_params
 from vehicle_models.true_car import TrueCar
@@ -68,8 +69,11 @@ def _drive(client: ControllerClient, s: LoopSettings) -> Summary:
 def _wait_for_model(client: ControllerClient, version: str, timeout_s: float) -> None:
     deadline = time.perf_counter() + timeout_s
     while time.perf_counter() < deadline:
-        if client.stats()["model"] == version:
-            return
+        try:
+            if client.stats()["model"] == version:
+                return
+        except DaemonUnavailable:
+            pass  # busy preparing the new planner (a compile holds the interpreter); ask again
         time.sleep(0.2)
     raise TimeoutError(f"the daemon did not switch to {version} within {timeout_s} s")
 
@@ -105,11 +109,16 @@ def run_loop(work: Path, s: LoopSettings = LoopSettings(), progress: bool = Fals
     steps = load_steps(logs)
     steps_after = steps.select(steps.episode == int(steps.episode.max()))
     all_blocks, period = _all_blocks(steps_after)
-    held_out = windows(all_blocks, int(round(1.0 / period)), stride=2)
-    wrong_model = load_bundle(base).build(period, dtype=torch.float64)
-    refit_model = load_bundle(report["bundle"]).build(period, dtype=torch.float64)
-    rmse_before = prediction_rmse(wrong_model, held_out, period)["1s"]["pos"]
-    rmse_after = prediction_rmse(refit_model, held_out, period)["1s"]["pos"]
+    rmse = {}
+    for key, path in (("before", base), ("after", report["bundle"])):
+        # Each model as the controller uses it: with the dead time it was fitted with. Every
+        # model sees the same windows (same start moments, same measured states).
+        bundle = load_bundle(path)
+        delay = int(round(dead_time_of(bundle) / period))
+        held_out = windows(all_blocks, int(round(1.0 / period)), stride=2, delay=delay,
+                           skip=int(round(MAX_DEAD_TIME_S / period)))
+        rmse[key] = prediction_rmse(bundle.build(period, dtype=torch.float64), held_out, period)
+    rmse_before, rmse_after = rmse["before"]["1s"]["pos"], rmse["after"]["1s"]["pos"]
     return {
         "rmse_pos_1s_m": {"before": rmse_before, "after": rmse_after},
         "mean_abs_lateral_m": {"before": before.mean_abs_lateral_m, "after": after.mean_abs_lateral_m},
@@ -117,7 +126,11 @@ def run_loop(work: Path, s: LoopSettings = LoopSettings(), progress: bool = Fals
         "lap_time_s": {"before": before.lap_time_s, "after": after.lap_time_s},
         "completed": {"before": before.completed, "after": after.completed},
         "model": {"before": "wrong-nominal", "after": report["version"]},
+        "rmse_held_out_laps": rmse,
+        "dead_time_s": {"before": 0.0, "after": report["dead_time_s"]},
         "fit": {"kinematic": report["kinematic"]["estimates"], "chosen": report["chosen"],
+                "weak_directions": report["kinematic"]["weak_directions"],
+                "excitation_warnings": report["excitation_warnings"],
                 "held_out_rmse_in_fit": report["held_out_rmse"]},
         "settings": {"track": s.track, "target_speed": s.target_speed, "laps": s.laps},
     }
