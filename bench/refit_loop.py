@@ -1,6 +1,7 @@
 """The log -> refit -> reload loop, measured: prediction error and tracking before and after.
 
-    python bench/refit_loop.py [--json out.json] [--speed 12] [--laps 2]
+    python bench/refit_loop.py [--json out.json] [--speed 12] [--laps 2] [--track random:0]
+        [--samples 512 --horizon 30] [--no-compile] [--epochs 300] [--keep DIR]
 
 Starts the daemon with a deliberately wrong nominal model (wheelbase +15 %, steering gain
 0.85), drives, refits with tools.sysid, reloads, drives again (see tools/refit_loop.py).
@@ -28,18 +29,29 @@ def main() -> int:
     p.add_argument("--laps", type=float, default=2.0)
     p.add_argument("--track", default="random:0")
     p.add_argument("--keep", type=Path, help="keep the run's logs and models here")
+    p.add_argument("--samples", type=int, default=512, help="MPPI samples K")
+    p.add_argument("--horizon", type=int, default=30, help="MPPI horizon H")
+    p.add_argument("--no-compile", action="store_true", help="planner.compile=false (no minute of warm-up)")
+    p.add_argument("--epochs", type=int, default=300, help="residual training epochs")
     args = p.parse_args()
-    settings = LoopSettings(track=args.track, target_speed=args.speed, laps=args.laps)
+    overrides = (f"planner.num_samples={args.samples}", f"planner.horizon={args.horizon}",
+                 *(("planner.compile=false",) if args.no_compile else ()))
+    settings = LoopSettings(track=args.track, target_speed=args.speed, laps=args.laps,
+                            planner_overrides=overrides, epochs=args.epochs)
     with tempfile.TemporaryDirectory() as d:
         work = args.keep or Path(d)
         work.mkdir(parents=True, exist_ok=True)
-        result = run_loop(work, settings, progress=True)
+        result = run_loop(work, settings)
     print(f"{'measure':<28} {'before':>10} {'after':>10} {'change':>8}")
     for key in ("rmse_pos_1s_m", "mean_abs_lateral_m", "offtrack_s"):
         b, a = result[key]["before"], result[key]["after"]
         change = f"{(a - b) / b * 100:+.0f}%" if b else "-"
         print(f"{key:<28} {b:>10.3f} {a:>10.3f} {change:>8}")
-    print(f"fitted: {result['fit']['kinematic']} ({result['fit']['chosen']}), model {result['model']['after']}")
+    fit = result["fit"]
+    print(f"fitted: {fit['kinematic']}, dead time {result['dead_time_s']['after']:.3f} s "
+          f"({fit['chosen']}), model {result['model']['after']}")
+    for w in fit["weak_directions"] + fit["excitation_warnings"]:
+        print(f"  note: {w}")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     return 0
