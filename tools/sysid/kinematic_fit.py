@@ -98,8 +98,12 @@ def fit_kinematic(prior: BicycleParams, w: Windows, period: float) -> KinematicF
     condition = s[0] / max(s[-1], 1e-300)
     weak = []
     held: list[str] = []
-    if condition > 1e3:
-        valley = [FREE[i] for i in np.argsort(-np.abs(vt[-1] * (hi - lo)))[:2]]
+    span = hi - lo
+    wheelbase_at_bound = min(sol.x[2] - lo[2], hi[2] - sol.x[2]) < 1e-4 * span[2]
+    if condition > 1e3 or wheelbase_at_bound:
+        valley = [FREE[i] for i in np.argsort(-np.abs(vt[-1] * span))[:2]]
+        if wheelbase_at_bound:
+            valley = ["wheelbase", "steer_gain"]
         weak.append(
             f"{' and '.join(valley)} trade off against each other (condition number {condition:.1e})"
         )
