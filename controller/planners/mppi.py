@@ -7,13 +7,16 @@ move the nominal plan to the softmin-weighted mean of the samples:
     w_k = exp(-(J_k - min J) / lambda) / sum_j exp(-(J_j - min J) / lambda)
     U  <- sum_k w_k U_k
 
-Sampling, rollout, costing, the update and the rollout of the new plan form one function,
-compiled once per planner (``compile: true``), so the hot loop is fused tensor math.
+Rollout, costing, the update and the rollout of the new plan form one function. On the CPU it
+is the native kernel (``controller/native``: one fused C loop per block of samples); on CUDA, or
+for a model or cost the kernel does not know, it is torch, compiled once per planner
+(``compile: true``). Both compute the same thing (tests/controller/test_native.py).
 """
 
 from __future__ import annotations
 
 import time
+import logging
 from typing import Literal, NamedTuple
 
 import torch
@@ -21,10 +24,17 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
 
 from controller.costs import Cost
+from controller.native import NativeProblem, NativeUnavailable
+from controller.native import supports as native_supports
+from controller.native.problem import LANES
 from controller.planners.base import PlanResult, resolve_device, time_left
 from controller.planners.compile import maybe_compile
 from controller.planners.noise import NoiseConfig, NoiseSampler
 from vehicle_models.dynamics import Dynamics
+
+log = logging.getLogger(__name__)
+
+Backend = Literal["auto", "native", "torch"]
 
 
 class MPPIConfig(BaseModel):
@@ -37,7 +47,12 @@ class MPPIConfig(BaseModel):
     temperature: float = Field(0.5, gt=0, description="lambda of the softmin weights [cost]")
     iterations: int = Field(1, ge=1, description="sample-and-update rounds per call")
     noise: NoiseConfig = NoiseConfig()
-    compile: bool = Field(True, description="fuse the hot path with torch.compile")
+    backend: Backend = Field(
+        "auto",
+        description="native: the C kernel (CPU); torch: tensor code (any device); "
+        "auto: native where it can run this model and cost, else torch",
+    )
+    compile: bool = Field(True, description="torch backend: fuse the hot path with torch.compile")
     device: str = Field("cpu", description="cpu, cuda, or auto (CUDA when present)")
     seed: int = Field(0, description="seed of the planner's random generator")
 
@@ -76,14 +91,46 @@ class MPPI:
         self.low = torch.tensor(action_low, dtype=dtype, device=self.device)
         self.high = torch.tensor(action_high, dtype=dtype, device=self.device)
         self.generator = torch.Generator(device=self.device).manual_seed(config.seed)
-        self.sampler = NoiseSampler(
-            config.noise, config.horizon, config.num_samples, self.generator, dtype, self.device
-        )
         self._zero_plan = torch.zeros(config.horizon, model.action_dim, dtype=dtype, device=self.device)
         self._zero_action = torch.zeros(model.action_dim, dtype=dtype, device=self.device)
         self._pending_noise: Tensor | None = None
         self._uses_disagreement = cost.uses_disagreement
-        self._iterate = maybe_compile(self._iteration, config.compile)
+        self.native = self._native_problem(config.backend)
+        self.backend = "native" if self.native is not None else "torch"
+        self.sampler = NoiseSampler(
+            config.noise, config.horizon, config.num_samples, self.generator, dtype, self.device,
+            block_lanes=None if self.native is None else LANES,
+        )
+        if self.native is not None:
+            self._iterate = self._native_iteration
+            blocks = -(-config.num_samples // LANES)
+            nu, H = model.action_dim, config.horizon
+            self._samples = torch.empty(blocks, H, nu, LANES)
+            self._costs = torch.empty(blocks * LANES)
+            self._plan = torch.empty(H, nu)
+            self._plan_states = torch.empty(H + 1, model.state_dim)
+            self._plan_terms = torch.empty(len(cost.term_names))
+            self._stats = torch.empty(3)
+        else:
+            self._iterate = maybe_compile(self._iteration, config.compile)
+
+    def _native_problem(self, backend: Backend) -> NativeProblem | None:
+        """The native kernel's problem, or None where the torch path runs (see ``backend``)."""
+        if backend == "torch":
+            return None
+        reason = None
+        if self.device.type != "cpu" or self.dtype != torch.float32:
+            reason = f"it runs float32 on the CPU, not {self.dtype} on {self.device}"
+        reason = reason or native_supports(self.model, self.cost)
+        if reason is None:
+            try:
+                return NativeProblem(self.model, self.cost, self.low, self.high, torch.get_num_threads())
+            except NativeUnavailable as e:
+                reason = str(e)
+        if backend == "native":
+            raise ValueError(f"MPPI backend 'native' cannot run here: {reason}")
+        log.info("MPPI on the torch backend: the native kernel cannot run here (%s)", reason)
+        return None
 
     # -- the hot path ---------------------------------------------------------------------
     def _rollout(self, x0: Tensor, actions: Tensor) -> tuple[Tensor, Tensor | None]:
@@ -128,6 +175,23 @@ class MPPI:
             plan_eval.terms[:, 0],
             best,
             1.0 / weights.square().sum(),
+        )
+
+    def _native_iteration(self, x0: Tensor, nominal: Tensor, noise: Tensor, last_action: Tensor) -> _Iteration:
+        assert self.native is not None
+        self.native.mppi_iteration(
+            x0.contiguous(), nominal.contiguous(), noise, self.config.num_samples,
+            last_action.contiguous(), self.config.temperature, self._samples, self._costs,
+            self._plan, self._plan_states, self._plan_terms, self._stats,
+        )
+        plan_cost, best, effective = self._stats.tolist()
+        return _Iteration(
+            self._plan.clone(),
+            self._plan_states.clone(),
+            torch.tensor(plan_cost),
+            self._plan_terms.clone(),
+            torch.tensor(best),
+            torch.tensor(effective),
         )
 
     # -- the Planner protocol ----------------------------------------------------------------

@@ -53,7 +53,12 @@ def noise_filter(config: NoiseConfig, horizon: int) -> Tensor:
 
 
 class NoiseSampler:
-    """Draws (H, K, nu) noise into a buffer allocated once; sample 0 is always zero noise."""
+    """Draws noise into a buffer allocated once; sample 0 is always zero noise.
+
+    ``block_lanes=None`` gives the (H, K, nu) layout of the torch path; ``block_lanes=L`` the
+    native kernel's blocked layout (ceil(K / L), H, nu, L), sample k = b * L + l, where the
+    padding samples past K are drawn too (and never used).
+    """
 
     def __init__(
         self,
@@ -63,21 +68,35 @@ class NoiseSampler:
         generator: torch.Generator,
         dtype: torch.dtype = torch.float32,
         device: torch.device | str = "cpu",
+        block_lanes: int | None = None,
     ):
         self.config = config
         self.filter = noise_filter(config, horizon).to(device=device, dtype=dtype)
-        self.sigma = torch.tensor(config.sigma, dtype=dtype, device=device)
         self.generator = generator
         nu = len(config.sigma)
-        self._normals = torch.empty(self.filter.shape[1], num_samples * nu, dtype=dtype, device=device)
-        self._noise = torch.empty(horizon, num_samples * nu, dtype=dtype, device=device)
-        self.shape = (horizon, num_samples, nu)
+        sigma = torch.tensor(config.sigma, dtype=dtype, device=device)
+        M = self.filter.shape[1]
+        self.block_lanes = block_lanes
+        if block_lanes is None:
+            self._normals = torch.empty(M, num_samples * nu, dtype=dtype, device=device)
+            self._noise = torch.empty(horizon, num_samples * nu, dtype=dtype, device=device)
+            self.shape: tuple[int, ...] = (horizon, num_samples, nu)
+            self.sigma = sigma
+        else:
+            blocks = -(-num_samples // block_lanes)
+            self._normals = torch.empty(blocks, M, nu * block_lanes, dtype=dtype, device=device)
+            self._noise = torch.empty(blocks, horizon, nu * block_lanes, dtype=dtype, device=device)
+            self.shape = (blocks, horizon, nu, block_lanes)
+            self.sigma = sigma.view(nu, 1)
 
     def draw(self) -> Tensor:
-        """Fresh noise (H, K, nu). The returned tensor is reused by the next ``draw``."""
+        """Fresh noise in this sampler's layout. The returned tensor is reused by the next ``draw``."""
         torch.randn(self._normals.shape, generator=self.generator, out=self._normals)
         torch.matmul(self.filter, self._normals, out=self._noise)
         noise = self._noise.view(self.shape)
         noise.mul_(self.sigma)
-        noise[:, 0] = 0.0  # sample 0 replays the nominal plan
+        if self.block_lanes is None:
+            noise[:, 0] = 0.0  # sample 0 replays the nominal plan
+        else:
+            noise[0, :, :, 0] = 0.0
         return noise

@@ -50,10 +50,13 @@ def kinematic_planner(config, track, dtype=torch.float32, cost_config=CostConfig
 def test_same_seed_same_plan_and_compiled_equals_eager(track) -> None:
     x0 = start_state(track, 9.0, s=20.0)
     x0[State.Y] += 0.7
-    eager = kinematic_planner(MPPIConfig(num_samples=256, horizon=20, compile=False, seed=4), track)
-    again = kinematic_planner(MPPIConfig(num_samples=256, horizon=20, compile=False, seed=4), track)
-    compiled = kinematic_planner(MPPIConfig(num_samples=256, horizon=20, compile=True, seed=4), track)
-    other = kinematic_planner(MPPIConfig(num_samples=256, horizon=20, compile=False, seed=5), track)
+    def config(**kw) -> MPPIConfig:  # the torch backend: eager and compiled
+        return MPPIConfig(num_samples=256, horizon=20, backend="torch", **kw)
+
+    eager = kinematic_planner(config(compile=False, seed=4), track)
+    again = kinematic_planner(config(compile=False, seed=4), track)
+    compiled = kinematic_planner(config(compile=True, seed=4), track)
+    other = kinematic_planner(config(compile=False, seed=5), track)
     a, b, c, d = (p.plan(x0) for p in (eager, again, compiled, other))
     assert torch.equal(a.actions, b.actions)
     torch.testing.assert_close(a.actions, c.actions, rtol=1e-4, atol=1e-4)

@@ -1,0 +1,273 @@
+"""The kernel's view of one planning problem: model, track, cost and limits in one C struct.
+
+``NativeProblem`` is built once per planner (and again when the model is reloaded): it copies
+the tables and weights into contiguous float32 tensors it owns, fills the ``Problem`` struct of
+``rollout.c`` with their addresses, and offers the kernel's entry points on torch tensors.
+``supports`` says whether a model and cost can run natively at all.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from controller.costs import TrackCost
+from vehicle_models.kinematic import KinematicBicycle
+from vehicle_models.semi_parametric import SemiParametricModel
+
+MAX_LAYERS, MAX_WIDTH, MAX_FEATURES, MAX_OUTPUTS, MAX_MEMBERS = 6, 256, 16, 8, 16
+NX, NU = 5, 2
+#: Samples per block of the kernel's blocked layouts (LANES in rollout.c).
+LANES = 16
+#: Order of the kernel's term kinds (enum in rollout.c) by TrackCost term name.
+TERM_KINDS = ("lateral", "heading", "speed", "boundary", "effort", "rate", "progress", "disagreement")
+ACTIVATIONS = {"silu": 0, "relu": 1, "tanh": 2}
+_LEN_COLUMN = 5  #: segment length in the lookup table; the kernel takes its inverse
+
+_f = ctypes.c_float
+_i = ctypes.c_int32
+_fp = ctypes.POINTER(ctypes.c_float)
+_ip = ctypes.POINTER(ctypes.c_int32)
+
+
+class Problem(ctypes.Structure):
+    _fields_ = [
+        ("dt", _f), ("wheelbase", _f), ("ref_ratio", _f), ("steer_gain", _f), ("steer_offset", _f),
+        ("steer_min", _f), ("steer_max", _f), ("speed_min", _f), ("speed_max", _f),
+        ("steer_rate_min", _f), ("steer_rate_max", _f), ("accel_min", _f), ("accel_max", _f),
+        ("low", _f * NU), ("high", _f * NU),
+        ("num_layers", _i), ("members", _i), ("activation", _i),
+        ("widths", _i * (MAX_LAYERS + 1)),
+        ("input_source", _i * MAX_FEATURES),
+        ("output_field", _i * MAX_OUTPUTS),
+        ("inv_output_scale", _f * MAX_OUTPUTS),
+        ("weights", _fp * MAX_LAYERS), ("biases", _fp * MAX_LAYERS),
+        ("cell_segments", _ip), ("segments", _fp), ("speed_table", _fp),
+        ("num_points", _i), ("grid_nx", _i), ("grid_ny", _i),
+        ("origin_x", _f), ("origin_y", _f), ("inv_cell", _f), ("length", _f), ("inv_length", _f),
+        ("inv_spacing", _f),
+        ("branch_penalty", _f),
+        ("term_slot", _i * len(TERM_KINDS)), ("num_terms", _i),
+        ("w_lateral", _f), ("w_heading", _f), ("w_speed", _f), ("w_boundary", _f),
+        ("w_progress", _f), ("w_disagreement", _f),
+        ("effort_w", _f * NU), ("rate_w", _f * NU), ("inv_action_scale", _f * NU),
+        ("half_width", _f), ("terminal_weight", _f),
+        ("num_threads", _i),
+    ]
+
+
+def declare(lib: ctypes.CDLL) -> None:
+    """Argument types of the kernel's entry points; checks the struct layout matches."""
+    P = ctypes.POINTER(Problem)
+    lib.vmpc_problem_size.restype = ctypes.c_int
+    lib.vmpc_lanes.restype = ctypes.c_int
+    lib.vmpc_rollout.argtypes = [P, ctypes.c_int, ctypes.c_int] + [ctypes.c_void_p] * 8
+    lib.vmpc_rollout.restype = ctypes.c_int
+    lib.vmpc_mppi_iteration.argtypes = (
+        [P, ctypes.c_int, ctypes.c_int] + [ctypes.c_void_p] * 4 + [ctypes.c_float] + [ctypes.c_void_p] * 6
+    )
+    lib.vmpc_mppi_iteration.restype = ctypes.c_int
+    if lib.vmpc_lanes() != LANES:
+        from controller.native.build import NativeUnavailable
+
+        raise NativeUnavailable(f"kernel blocks {lib.vmpc_lanes()} samples, Python {LANES}")
+    if lib.vmpc_problem_size() != ctypes.sizeof(Problem):
+        from controller.native.build import NativeUnavailable
+
+        raise NativeUnavailable(
+            f"kernel struct is {lib.vmpc_problem_size()} bytes, Python's {ctypes.sizeof(Problem)}"
+        )
+
+
+def supports(model: Any, cost: Any) -> str | None:
+    """None if the kernel can run ``model`` with ``cost``, else the reason it cannot."""
+    nominal = model.nominal if isinstance(model, SemiParametricModel) else model
+    if not isinstance(nominal, KinematicBicycle):
+        return f"model {type(model).__name__} is not the kinematic or semi-parametric model"
+    if nominal.integrator != "exact":
+        return f"kinematic integrator {nominal.integrator!r} (the kernel has the exact scheme)"
+    if not isinstance(cost, TrackCost):
+        return f"cost {type(cost).__name__} is not a TrackCost"
+    if cost.dtype != torch.float32 or cost.device.type != "cpu":
+        return "cost tables are not float32 on the CPU"
+    if isinstance(model, SemiParametricModel):
+        fw = model.fused
+        if len(fw.weights) > MAX_LAYERS:
+            return f"residual has {len(fw.weights)} layers (kernel: at most {MAX_LAYERS})"
+        if max(w.shape[-1] for w in fw.weights[:-1]) > MAX_WIDTH:
+            return f"residual layers wider than {MAX_WIDTH}"
+        if fw.weights[0].shape[0] > MAX_MEMBERS:
+            return f"ensemble of more than {MAX_MEMBERS} members"
+        if len(model.output_fields) > MAX_OUTPUTS or fw.weights[0].shape[1] > MAX_FEATURES:
+            return "too many residual inputs or outputs"
+        if model.residual.config.activation not in ACTIVATIONS:
+            return f"activation {model.residual.config.activation!r}"
+    return None
+
+
+def num_blocks(num_samples: int) -> int:
+    return -(-num_samples // LANES)
+
+
+def to_blocked(per_sample: Tensor) -> Tensor:
+    """(H, K, nu) -> the kernel's blocked (ceil(K / LANES), H, nu, LANES), zero-padded."""
+    H, K, nu = per_sample.shape
+    B = num_blocks(K)
+    padded = per_sample.new_zeros(H, B * LANES, nu)
+    padded[:, :K] = per_sample
+    return padded.reshape(H, B, LANES, nu).permute(1, 0, 3, 2).contiguous()
+
+
+def from_blocked(blocked: Tensor, num_samples: int) -> Tensor:
+    """The kernel's blocked (B, H, nu, LANES) -> (H, K, nu)."""
+    B, H, nu, _ = blocked.shape
+    return blocked.permute(1, 0, 3, 2).reshape(H, B * LANES, nu)[:, :num_samples]
+
+
+def _f32(t: Tensor) -> Tensor:
+    return t.detach().to(device="cpu", dtype=torch.float32).contiguous()
+
+
+def _ptr(t: Tensor | None) -> int | None:
+    return None if t is None else t.data_ptr()
+
+
+class NativeProblem:
+    """One model + cost + action box, ready for the kernel; owns every array it points to."""
+
+    def __init__(self, model: Any, cost: TrackCost, low: Tensor, high: Tensor, num_threads: int):
+        reason = supports(model, cost)
+        if reason:
+            raise ValueError(f"the native kernel cannot run this problem: {reason}")
+        from controller.native.build import load
+
+        self.lib = load()
+        self.term_names = cost.term_names
+        p = Problem()
+        self._keep: list[Tensor] = []
+        self._fill_model(p, model)
+        self._fill_track_and_cost(p, cost)
+        p.low[:] = [float(v) for v in low]
+        p.high[:] = [float(v) for v in high]
+        p.num_threads = max(1, int(num_threads))
+        self.struct = p
+        self._ref = ctypes.byref(p)
+
+    def _own(self, t: Tensor) -> Tensor:
+        t = _f32(t)
+        self._keep.append(t)
+        return t
+
+    def _fill_model(self, p: Problem, model: Any) -> None:
+        nominal = model.nominal if isinstance(model, SemiParametricModel) else model
+        k = nominal.params
+        p.dt = nominal.dt
+        p.wheelbase, p.ref_ratio = k.wheelbase, k.ref_to_rear / k.wheelbase
+        p.steer_gain, p.steer_offset = k.steer_gain, k.steer_offset
+        p.steer_min, p.steer_max, p.speed_min, p.speed_max = k.steer_min, k.steer_max, k.speed_min, k.speed_max
+        p.steer_rate_min, p.steer_rate_max = k.steer_rate_min, k.steer_rate_max
+        p.accel_min, p.accel_max = k.accel_min, k.accel_max
+        p.num_layers = 0
+        if not isinstance(model, SemiParametricModel):
+            return
+        fw = model.fused
+        n_out = len(model.output_fields)
+        layers = len(fw.weights)
+        p.num_layers, p.members = layers, fw.weights[0].shape[0]
+        p.activation = ACTIVATIONS[model.residual.config.activation]
+        widths = [fw.weights[0].shape[1]] + [w.shape[-1] for w in fw.weights[:-1]] + [n_out]
+        p.widths[: layers + 1] = widths
+        sources = [int(f) for f in model.input_fields] + [NX + a for a in range(NU)]
+        p.input_source[: len(sources)] = sources
+        p.output_field[:n_out] = [int(f) for f in model.output_fields]
+        p.inv_output_scale[:n_out] = (1.0 / fw.output_scale.double()).tolist()
+        for i, (w, b) in enumerate(zip(fw.weights, fw.biases)):
+            if i == layers - 1:  # drop the GEMM padding columns of the torch path
+                w, b = w[..., :n_out], b[..., :n_out]
+            wt, bt = self._own(w), self._own(b.reshape(b.shape[0], -1))
+            p.weights[i] = ctypes.cast(wt.data_ptr(), _fp)
+            p.biases[i] = ctypes.cast(bt.data_ptr(), _fp)
+
+    def _fill_track_and_cost(self, p: Problem, cost: TrackCost) -> None:
+        lookup = cost.lookup
+        cells = lookup.cell_segments.to(torch.int32).contiguous()
+        self._keep.append(cells)
+        table = lookup.table.double().clone()
+        table[:, _LEN_COLUMN] = 1.0 / table[:, _LEN_COLUMN]
+        segments = self._own(table)
+        speed = self._own(cost.speed_table)
+        p.cell_segments = ctypes.cast(cells.data_ptr(), _ip)
+        p.segments = ctypes.cast(segments.data_ptr(), _fp)
+        p.speed_table = ctypes.cast(speed.data_ptr(), _fp)
+        p.num_points, p.grid_nx, p.grid_ny = lookup.num_points, lookup.nx, lookup.ny
+        p.origin_x, p.origin_y, p.inv_cell = lookup.origin_x, lookup.origin_y, lookup.inv_cell
+        p.length, p.inv_length, p.inv_spacing = lookup.length, 1.0 / lookup.length, 1.0 / lookup.spacing
+        p.branch_penalty = lookup.branch_penalty
+        slots = {name: i for i, name in enumerate(cost.term_names)}
+        p.term_slot[:] = [slots.get(name, -1) for name in TERM_KINDS]
+        p.num_terms = len(cost.term_names)
+        w = cost.config.weights
+        p.w_lateral, p.w_heading, p.w_speed = w.lateral, w.heading, w.speed
+        p.w_boundary, p.w_progress, p.w_disagreement = w.boundary, w.progress, w.disagreement
+        p.effort_w[:] = list(w.effort)
+        p.rate_w[:] = list(w.rate)
+        p.inv_action_scale[:] = (1.0 / cost.action_scale.double()).tolist()
+        p.half_width, p.terminal_weight = cost.half_width, cost.config.terminal_weight
+
+    # -- entry points on tensors (all float32, contiguous, CPU) ---------------------------------
+    def rollout(
+        self,
+        x0: Tensor,
+        base: Tensor,
+        perturb: Tensor | None,
+        last_action: Tensor,
+        num_samples: int,
+        samples: Tensor | None = None,
+        states: Tensor | None = None,
+        costs: Tensor | None = None,
+        terms: Tensor | None = None,
+    ) -> None:
+        """Rollouts of clamp(base (H, nu) + perturb) into the given outputs.
+
+        ``perturb`` and ``samples`` are blocked (``to_blocked``); states (H + 1, K, nx),
+        costs (K,), terms (n_terms, K).
+        """
+        H, K = base.shape[0], num_samples
+        rc = self.lib.vmpc_rollout(
+            self._ref, H, K, _ptr(x0), _ptr(base), _ptr(perturb), _ptr(last_action),
+            _ptr(samples), _ptr(states), _ptr(costs), _ptr(terms),
+        )
+        if rc != 0:
+            raise ValueError(f"native rollout refused H={H}, K={K}")
+
+    def mppi_iteration(
+        self,
+        x0: Tensor,
+        nominal: Tensor,
+        noise: Tensor,
+        num_samples: int,
+        last_action: Tensor,
+        temperature: float,
+        samples: Tensor,
+        costs: Tensor,
+        plan: Tensor,
+        plan_states: Tensor,
+        plan_terms: Tensor,
+        stats: Tensor,
+    ) -> bool:
+        """One MPPI iteration into the given buffers; False when no sample had a finite cost.
+
+        ``noise`` and ``samples`` blocked (B, H, nu, LANES); ``costs`` (B * LANES,).
+        """
+        H, K = noise.shape[1], num_samples
+        rc = self.lib.vmpc_mppi_iteration(
+            self._ref, H, K, _ptr(x0), _ptr(nominal), _ptr(noise), _ptr(last_action),
+            float(temperature), _ptr(samples), _ptr(costs), _ptr(plan), _ptr(plan_states),
+            _ptr(plan_terms), _ptr(stats),
+        )
+        if rc < 0:
+            raise ValueError(f"native MPPI iteration refused H={H}, K={K}")
+        return rc == 0

@@ -1,0 +1,179 @@
+"""The native kernel computes what the torch path computes; bad input cannot break it.
+
+Oracles: the torch model rollout and ``TrackCost.evaluate`` (themselves tested against CommonRoad,
+brute-force projection and finite differences elsewhere), on a simple track and on one that
+crosses itself (branch selection), for the kinematic model, one residual and an ensemble.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from controller.costs import CostConfig, CostWeights, TrackCost
+from controller.native import NativeProblem, NativeUnavailable
+from controller.native import build as native_build
+from controller.native.problem import LANES, from_blocked, num_blocks, to_blocked
+from controller.planners.mppi import MPPI, MPPIConfig
+from controller.planners.noise import NoiseConfig
+from controller.track import load_track
+from sim.closed_loop import start_state
+from vehicle_models import KinematicBicycle, load_params
+from vehicle_models.dynamics import rollout
+from vehicle_models.residual import ResidualConfig, ResidualEnsemble
+from vehicle_models.semi_parametric import SemiParametricModel
+
+PARAMS = load_params("passenger_car")
+LOW, HIGH = torch.tensor(PARAMS.action_low), torch.tensor(PARAMS.action_high)
+
+
+def make_model(members: int):
+    nominal = KinematicBicycle(PARAMS, 0.05)
+    if members == 0:
+        return nominal
+    residual = ResidualEnsemble(4, 5, ResidualConfig(hidden=(64, 48), ensemble_size=members), seed=3)
+    with torch.no_grad():
+        residual.weights[-1].mul_(20)  # a correction large enough to matter
+    return SemiParametricModel(nominal, residual)
+
+
+def torch_rollout(model, x0, actions):
+    """States (H+1, K, nx) and, for an ensemble, the per-step disagreement (H, K)."""
+    K = actions.shape[1]
+    if getattr(model, "ensemble_size", 1) < 2:
+        return rollout(model, x0.expand(K, -1), actions), None
+    states, spreads = [x0.expand(K, -1)], []
+    for t in range(actions.shape[0]):
+        x, spread = model.step_with_disagreement(states[-1], actions[t])
+        states.append(x)
+        spreads.append(spread)
+    return torch.stack(states), torch.stack(spreads)
+
+
+@pytest.mark.parametrize("track_name", ["random:0", "figure_eight"])
+@pytest.mark.parametrize("members", [0, 1, 5], ids=["kinematic", "semi", "ensemble5"])
+def test_rollout_costs_and_states_equal_the_torch_path(track_name: str, members: int) -> None:
+    track = load_track(track_name)
+    model = make_model(members)
+    weights = CostWeights(progress=1.0, disagreement=0.5 if members > 1 else 0.0)
+    cost = TrackCost(CostConfig(weights=weights), track, PARAMS)
+    g = torch.Generator().manual_seed(members)
+    H, K = 30, 300  # K not a multiple of the block width: the padding lanes must not leak
+    x0 = start_state(track, 10.0, s=35.0).float()
+    actions = torch.rand(H, K, 2, generator=g) * (HIGH - LOW) + LOW
+    last = torch.tensor([0.1, -0.5])
+    states, spread = torch_rollout(model, x0, actions)
+    expected = cost.evaluate(states, actions, last, spread)
+
+    native = NativeProblem(model, cost, LOW, HIGH, num_threads=2)
+    got_states = torch.empty(H + 1, K, 5)
+    costs, terms = torch.empty(K), torch.empty(len(cost.term_names), K)
+    samples = torch.empty(num_blocks(K), H, 2, LANES)
+    native.rollout(x0, torch.zeros(H, 2), to_blocked(actions), last, K, samples, got_states, costs, terms)
+
+    assert torch.equal(from_blocked(samples, K), actions)
+    torch.testing.assert_close(got_states, states, rtol=0, atol=2e-4)
+    torch.testing.assert_close(costs, expected.total, rtol=2e-4, atol=1e-3)
+    torch.testing.assert_close(terms, expected.terms, rtol=2e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("members", [0, 1], ids=["kinematic", "semi"])
+def test_mppi_iteration_equals_the_torch_iteration_on_the_same_noise(members: int) -> None:
+    track = load_track("random:0")
+    model = make_model(members)
+    cost = TrackCost(CostConfig(), track, PARAMS)
+    config = MPPIConfig(num_samples=200, horizon=25, noise=NoiseConfig(kind="white"), compile=False)
+    on_torch = MPPI(config.model_copy(update={"backend": "torch"}), model, cost, PARAMS.action_low, PARAMS.action_high)
+    native = MPPI(config.model_copy(update={"backend": "native"}), model, cost, PARAMS.action_low, PARAMS.action_high)
+    assert (on_torch.backend, native.backend) == ("torch", "native")
+    x0 = start_state(track, 9.0, s=80.0).float()
+    x0[1] += 0.5
+    nominal = torch.zeros(25, 2)
+    nominal[:, 0] = 0.05
+    noise = on_torch.sampler.draw().clone()
+    last = torch.tensor([0.0, 0.3])
+    want = on_torch._iteration(x0, nominal, noise, last)
+    got = native._iterate(x0, nominal, to_blocked(noise), last)
+    torch.testing.assert_close(got.actions, want.actions, rtol=1e-3, atol=1e-4)
+    torch.testing.assert_close(got.states, want.states, rtol=1e-4, atol=1e-3)
+    assert float(got.cost) == pytest.approx(float(want.cost), rel=1e-4)
+    assert float(got.effective_samples) == pytest.approx(float(want.effective_samples), rel=1e-3)
+
+
+def test_same_seed_same_native_plan() -> None:
+    track = load_track("random:0")
+    cost = TrackCost(CostConfig(), track, PARAMS)
+    x0 = start_state(track, 10.0)
+
+    def plan(seed: int) -> torch.Tensor:
+        config = MPPIConfig(num_samples=100, horizon=20, seed=seed, backend="native")
+        return MPPI(config, make_model(1), cost, PARAMS.action_low, PARAMS.action_high).plan(x0).actions
+
+    assert torch.equal(plan(3), plan(3))
+    assert not torch.equal(plan(3), plan(4))
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, 1e30, -1e30])
+def test_non_finite_and_absurd_states_stay_inside_the_tables(bad: float) -> None:
+    track = load_track("figure_eight")
+    cost = TrackCost(CostConfig(), track, PARAMS)
+    native = NativeProblem(make_model(1), cost, LOW, HIGH, num_threads=2)
+    H, K = 10, 40
+    blocks = num_blocks(K)
+    for field in range(5):
+        x0 = start_state(track, 8.0).float()
+        x0[field] = bad
+        plan, states, terms, stats = torch.empty(H, 2), torch.empty(H + 1, 5), torch.empty(6), torch.empty(3)
+        noise = to_blocked(torch.randn(H, K, 2, generator=torch.Generator().manual_seed(field)))
+        native.mppi_iteration(
+            x0, torch.zeros(H, 2), noise, K, torch.zeros(2), 0.5,
+            torch.empty(blocks, H, 2, LANES), torch.empty(blocks * LANES), plan, states, terms, stats,
+        )  # must return (no crash, no out-of-bounds read); the plan may be NaN
+    # A NaN in one sample's noise costs that sample its weight, not the plan.
+    noise = torch.randn(H, K, 2, generator=torch.Generator().manual_seed(9)) * 0.1
+    noise[:, 7] = math.nan
+    ok = native.mppi_iteration(
+        start_state(track, 8.0).float(), torch.zeros(H, 2), to_blocked(noise), K, torch.zeros(2), 0.5,
+        torch.empty(blocks, H, 2, LANES), torch.empty(blocks * LANES), plan, states, terms, stats,
+    )
+    assert ok and torch.isfinite(plan).all() and torch.isfinite(states).all()
+
+
+def test_without_a_compiler_auto_falls_back_to_torch_and_native_refuses(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
+    monkeypatch.setenv("VEHICLE_MPC_CACHE", str(tmp_path / "cache"))
+    native_build.load.cache_clear()
+    try:
+        with pytest.raises(NativeUnavailable, match="does not run"):
+            native_build.build()
+        track = load_track("circle")
+        cost = TrackCost(CostConfig(), track, PARAMS)
+        config = MPPIConfig(num_samples=32, horizon=10, compile=False)
+        planner = MPPI(config, make_model(0), cost, PARAMS.action_low, PARAMS.action_high)
+        assert planner.backend == "torch"
+        assert torch.isfinite(planner.plan(start_state(track, 5.0)).actions).all()
+        with pytest.raises(ValueError, match="backend 'native' cannot run here"):
+            MPPI(config.model_copy(update={"backend": "native"}), make_model(0), cost,
+                 PARAMS.action_low, PARAMS.action_high)
+    finally:
+        native_build.load.cache_clear()
+
+
+def test_loading_the_kernel_leaves_subnormals_alone() -> None:
+    # A library linked with -ffast-math would switch the whole process to flush-to-zero.
+    import numpy as np
+
+    native_build.load()
+    tiny = np.float32(1e-40)
+    assert tiny != 0 and np.float32(tiny * np.float32(0.5)) != 0
+    assert float(torch.tensor(1e-40, dtype=torch.float32) * 0.5) != 0.0
+
+
+def test_the_kernel_is_built_once_and_cached(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("VEHICLE_MPC_CACHE", str(tmp_path))
+    first = native_build.build()
+    mtime = first.stat().st_mtime_ns
+    assert native_build.build() == first and first.stat().st_mtime_ns == mtime
+    assert first.parent == tmp_path / "native" and list(first.parent.iterdir()) == [first]
