@@ -23,7 +23,12 @@ def print_report(report: dict) -> None:
           f"{report['train_blocks']} training / {report['validation_blocks']} held-out blocks")
     print("kinematic parameters (95% CI):")
     for name, value in k["estimates"].items():
+        if name in k.get("held_at_prior", []):
+            print(f"  {name:<14} {value:9.4f}  (held at the prior)")
+            continue
         print(f"  {name:<14} {value:9.4f}  +- {k['ci95'][name]:.4f}{'  AT BOUND' if name in k['at_bound'] else ''}")
+    costs = ", ".join(f"{t} s: {c:.4g}" for t, c in report.get("dead_time_costs", {}).items())
+    print(f"input dead time {report.get('dead_time_s', 0.0):.3f} s (fit cost per dead time: {costs})")
     for w in k["weak_directions"]:
         print(f"  poorly excited: {w}")
     for w in report["excitation_warnings"]:

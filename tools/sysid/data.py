@@ -82,20 +82,29 @@ def blocks(steps: Steps, block_s: float = 10.0, holdout_every: int = 4) -> tuple
     return out, period
 
 
-def windows(chosen: list[Block], length: int, stride: int = 1) -> Windows:
+def windows(chosen: list[Block], length: int, stride: int = 1, delay: int = 0, skip: int | None = None) -> Windows:
+    """Windows of ``length`` steps; with ``delay`` d the action acting over step k is the one
+    sent d periods earlier (an input dead time of d periods), so each window starts at least
+    ``skip`` (default d) steps into its block. The same ``skip`` makes windows of different
+    delays start at the same moments (compare models with different dead times like with like).
+    """
+    skip = delay if skip is None else skip
+    if skip < delay:
+        raise ValueError("skip must be at least the delay")
     starts, acts, meas = [], [], []
     for b in chosen:
-        for s in range(0, b.steps - length + 1, stride):
+        for s in range(skip, b.steps - length + 1, stride):
             starts.append(b.states[s])
-            acts.append(b.actions[s : s + length])
+            acts.append(b.actions[s - delay : s - delay + length])
             meas.append(b.states[s + 1 : s + length + 1])
     if not starts:
         raise DataError(f"no window of {length} steps fits in the data")
     return Windows(np.array(starts), np.array(acts), np.array(meas))
 
 
-def transitions_of(chosen: list[Block]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    x = np.concatenate([b.states[:-1] for b in chosen])
-    u = np.concatenate([b.actions for b in chosen])
-    y = np.concatenate([b.states[1:] for b in chosen])
+def transitions_of(chosen: list[Block], delay: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(state, acting action, next state); with ``delay`` d the acting action was sent d periods earlier."""
+    x = np.concatenate([b.states[delay:-1] for b in chosen])
+    u = np.concatenate([b.actions[: b.steps - delay] for b in chosen])
+    y = np.concatenate([b.states[delay + 1 :] for b in chosen])
     return x, u, y

@@ -23,6 +23,12 @@ from vehicle_models.residual import ResidualConfig
 
 FIT_WINDOW_S = 0.5
 EVAL_WINDOW_S = 1.0
+MAX_DEAD_TIME_S = 0.15  #: input dead times tried: 0, 1, ... periods up to this
+
+
+def dead_time_of(bundle: ModelBundle | None) -> float:
+    """The input dead time [s] a bundle's model was fitted with (0 for older bundles)."""
+    return float(bundle.fit_metrics.get("dead_time_s", 0.0)) if bundle is not None else 0.0
 
 
 class RefusedError(RuntimeError):
@@ -59,25 +65,38 @@ def run_fit(logs: list[str], out: Path, base: str | None, vehicle: str, options:
 
     fit_len = max(2, int(round(FIT_WINDOW_S / period)))
     eval_len = max(2, int(round(EVAL_WINDOW_S / period)))
-    fit_windows = windows(train_blocks, fit_len, stride=2)
-    eval_windows = windows(val_blocks, eval_len, stride=2)
+    max_delay = int(round(MAX_DEAD_TIME_S / period))
+    # Every delay is scored on windows starting at the same moments (skip = max_delay).
+    delay_costs: dict[str, float] = {}
+    for d in range(max_delay + 1):
+        trial = fit_kinematic(prior, windows(train_blocks, fit_len, stride=6, delay=d, skip=max_delay), period)
+        delay_costs[f"{d * period:.3f}"] = trial.cost_after
+    delay = int(min(range(max_delay + 1), key=lambda d: delay_costs[f"{d * period:.3f}"]))
+    dead_time = delay * period
+    fit_windows = windows(train_blocks, fit_len, stride=2, delay=delay, skip=max_delay)
     kin = fit_kinematic(prior, fit_windows, period)
-    x_tr, u_tr, y_tr = transitions_of(train_blocks)
+    x_tr, u_tr, y_tr = transitions_of(train_blocks, delay)
     warnings = excitation_warnings(x_tr, u_tr)
+    if delay == max_delay:
+        warnings.append(f"the best input dead time is the longest tried ({dead_time:.2f} s): the delay may be longer")
 
+    def eval_windows(d: int):
+        return windows(val_blocks, eval_len, stride=2, delay=d, skip=max_delay)
+
+    base_delay = int(round(dead_time_of(base_bundle) / period))
     models: dict[str, Any] = {}
     if base_bundle is not None:
-        models[f"base ({base_bundle.version})"] = base_bundle.build(period, dtype=torch.float64)
+        models[f"base ({base_bundle.version})"] = (base_bundle.build(period, dtype=torch.float64), base_delay)
     else:
-        models["prior (kinematic)"] = KinematicBicycle(prior, period)
-    models["refit kinematic"] = KinematicBicycle(kin.params, period)
+        models["prior (kinematic)"] = (KinematicBicycle(prior, period), 0)
+    models["refit kinematic"] = (KinematicBicycle(kin.params, period), delay)
     residual_info: dict[str, Any] = {}
     bundle = ModelBundle(version="", params=kin.params)
     if options.residual:
         result = train_residual(
             KinematicBicycle(kin.params, period),
             (x_tr, u_tr, y_tr),
-            transitions_of(val_blocks),
+            transitions_of(val_blocks, delay),
             ResidualConfig(hidden=options.hidden, ensemble_size=options.ensemble_size),
             epochs=options.epochs,
             seed=options.seed,
@@ -86,8 +105,8 @@ def run_fit(logs: list[str], out: Path, base: str | None, vehicle: str, options:
         bundle.residual = result.residual
         residual_info = {"epochs": result.epochs, "best_epoch": result.best_epoch,
                          "train_loss": result.train_loss, "validation_loss": result.validation_loss}
-        models["semi-parametric"] = bundle.build(period, dtype=torch.float64)
-    rmse = {name: prediction_rmse(m, eval_windows, period) for name, m in models.items()}
+        models["semi-parametric"] = (bundle.build(period, dtype=torch.float64), delay)
+    rmse = {name: prediction_rmse(m, eval_windows(d), period) for name, (m, d) in models.items()}
     base_name, *refits = rmse
     # Write whichever refitted model predicts better at 1 s on the held-out blocks.
     candidate = min(refits, key=lambda n: rmse[n]["1s"]["pos"])
@@ -111,14 +130,20 @@ def run_fit(logs: list[str], out: Path, base: str | None, vehicle: str, options:
         "kinematic": {
             "estimates": kin.estimates, "ci95": kin.ci95, "at_bound": kin.at_bound,
             "weak_directions": kin.weak_directions, "cost_before": kin.cost_before, "cost_after": kin.cost_after,
+            "held_at_prior": kin.held,
         },
+        "dead_time_s": dead_time,
+        "dead_time_costs": delay_costs,
         "excitation_warnings": warnings,
         "residual": residual_info,
         "held_out_rmse": rmse,
         "chosen": candidate,
         "written": False,
     }
-    bundle.fit_metrics = {"held_out_rmse": rmse[candidate], "chosen": candidate}
+    bundle.fit_metrics = {"held_out_rmse": rmse[candidate], "chosen": candidate, "dead_time_s": dead_time}
+    if dead_time > 0:
+        bundle.notes = (f"fitted with an input dead time of {dead_time:.3f} s: the action acting now was sent "
+                        f"{delay} period(s) earlier; run the daemon with dead_time={dead_time:.3f}")
     out.mkdir(parents=True, exist_ok=True)
     if worse and not options.force:
         (out / f"{bundle.version}.report.json").write_text(json.dumps(report, indent=2))
