@@ -64,13 +64,18 @@ def shift_actions(actions: np.ndarray, dt: float, elapsed: float) -> np.ndarray:
     horizon = actions.shape[0]
     if elapsed <= 0:
         return actions.copy()
-    t = np.arange(horizon, dtype=np.float64) + elapsed / dt
-    lo = np.minimum(np.floor(t), horizon - 1).astype(np.intp)
-    hi = np.minimum(lo + 1, horizon - 1)
-    frac = np.clip(t - np.floor(t), 0.0, 1.0)
-    frac[lo == horizon - 1] = 0.0
-    frac = frac[:, None]
-    return actions[lo] * (1.0 - frac) + actions[hi] * frac
+    # Row i samples at i + s: between rows i + k and i + k + 1 at fraction f, the same k and f
+    # for every row; rows at or past the end hold the last action. Slices, no index arrays.
+    s = elapsed / dt
+    k = math.floor(s)
+    f = s - k
+    out = np.empty_like(actions)
+    inside = max(horizon - 1 - k, 0)
+    if inside:
+        np.multiply(actions[k : k + inside], 1.0 - f, out=out[:inside])
+        out[:inside] += f * actions[k + 1 : k + 1 + inside]
+    out[inside:] = actions[-1]
+    return out
 
 
 class ControlCore:
