@@ -1,12 +1,21 @@
 """Control-loop benchmark over real loopback ZeroMQ against a daemon subprocess.
 
-1. Overhead: round-trip time of step requests minus the daemon's solve time (transport,
-   decoding, validation, guard, logging), against a bare ZeroMQ ROUTER echo in the same run.
+1. Overhead: round trip of step requests minus the daemon's solve time (transport, decoding,
+   validation, the control step around the planner, reply; logging happens after the reply),
+   against a bare ZeroMQ ROUTER echo in its own process, measured in the same run with the same
+   client and the same pacing. Two pacings: back to back (``--gap-ms`` between a reply and the
+   next request, 1 ms by default) and paced at the control rate (a request every
+   ``--period-ms``, 50 ms by default, idle in between: on these VMs a call after an idle gap
+   can be slower). Also the daemon's own view from its transition log: receipt to reply,
+   minus solve.
 2. Real time: the simulator at 50 Hz for ``--seconds`` (60 by default), MPPI K=1024, H=40 on the
    semi-parametric model (a bundle with one 2x64 residual), paced by the wall clock: deadline
-   misses (solve budget 0.6 x 20 ms) and late replies.
+   misses (solve budget 0.6 x 20 ms), late replies, solve and round-trip p50/p99.
 
-    python bench/loop.py [--seconds 60] [--json out.json] [--skip-realtime]
+The simulator (this process) runs torch on one thread; ``--daemon-threads`` sets the daemon's.
+
+    python bench/loop.py [--n 2000] [--n-paced 300] [--seconds 60] [--json out.json]
+                         [--skip-realtime] [--skip-overhead] [--daemon-threads 1]
 """
 
 from __future__ import annotations
@@ -16,20 +25,18 @@ import json
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
-import msgpack
 import numpy as np
 import torch
-import zmq
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from controller.translog import load_steps  # noqa: E402
 from controller.track import load_track  # noqa: E402
-from sim.__main__ import free_port  # noqa: E402
+from sim.__main__ import SIM_THREADS, free_port  # noqa: E402
 from sim.closed_loop import start_state  # noqa: E402
 from sim.episode import EpisodeConfig, run_episode  # noqa: E402
 from sim.remote import ControllerClient  # noqa: E402
@@ -39,6 +46,22 @@ from vehicle_models.residual import ResidualConfig, ResidualEnsemble  # noqa: E4
 from vehicle_models.true_car import TrueCar  # noqa: E402
 
 STATE = {"x": 0.0, "y": 0.0, "yaw": 0.0, "v": 5.0, "steer": 0.0}
+OVERHEAD_DAEMON = ["planner.num_samples=64", "planner.horizon=10", "planner.compile=false"]
+
+#: The baseline: a ROUTER in its own process, polled like the daemon's, echoing each body.
+ECHO_SERVER = """
+import sys, zmq
+ctx = zmq.Context.instance()
+router = ctx.socket(zmq.ROUTER)
+router.setsockopt(zmq.LINGER, 0)
+router.bind(sys.argv[1])
+poller = zmq.Poller()
+poller.register(router, zmq.POLLIN)
+print("ready", flush=True)
+while True:
+    if poller.poll(50):
+        router.send_multipart(router.recv_multipart(), zmq.NOBLOCK)
+"""
 
 
 def start_daemon(tmp: Path, overrides: list[str]) -> tuple[subprocess.Popen, str]:
@@ -58,55 +81,98 @@ def stop(proc: subprocess.Popen) -> None:
         proc.wait(15)
     except subprocess.TimeoutExpired:
         proc.kill()
+        proc.wait(5)
 
 
-def echo_baseline(n: int) -> np.ndarray:
-    ctx = zmq.Context.instance()
-    router = ctx.socket(zmq.ROUTER)
-    port = router.bind_to_random_port("tcp://127.0.0.1")
-    done = threading.Event()
-
-    def serve() -> None:
-        poller = zmq.Poller()
-        poller.register(router, zmq.POLLIN)
-        while not done.is_set():
-            if poller.poll(50):
-                router.send_multipart(router.recv_multipart())
-
-    t = threading.Thread(target=serve, daemon=True)
-    t.start()
-    dealer = ctx.socket(zmq.DEALER)
-    dealer.connect(f"tcp://127.0.0.1:{port}")
-    body = msgpack.packb({"type": "step", "seq": 0, "stamp": 0.0, "state": STATE})
+def round_trips(endpoint: str, n: int, gap_s: float = 0.0, period_s: float = 0.0) -> np.ndarray:
+    """(n,) round trip minus the reply's solve_ms [ms]; ``gap_s`` after each reply, or one
+    request every ``period_s`` by the wall clock. One seq-matched step at a time."""
     out = np.empty(n)
-    for i in range(n):
-        t0 = time.perf_counter()
-        dealer.send_multipart([b"", body])
-        dealer.recv_multipart()
-        out[i] = (time.perf_counter() - t0) * 1e3
-        time.sleep(0.001)
-    done.set()
-    t.join()
-    dealer.close(0)
-    router.close(0)
+    with ControllerClient(endpoint) as client:
+        client.reset()
+        for i in range(3):  # connection set up, first-call paths warm
+            client.send({"type": "step", "seq": -1 - i, "stamp": -1.0 + 0.01 * i, "state": STATE})
+            client.receive(-1 - i, 5.0)
+        next_at = time.perf_counter()
+        for i in range(n):
+            if period_s:
+                next_at += period_s
+                time.sleep(max(0.0, next_at - time.perf_counter()))
+            t0 = time.perf_counter()
+            client.send({"type": "step", "seq": i, "stamp": 0.05 * i, "state": STATE})
+            reply = client.receive(i, 5.0)
+            rtt = (time.perf_counter() - t0) * 1e3
+            if reply is None:
+                raise RuntimeError(f"no reply to step {i} within 5 s")
+            out[i] = rtt - reply.get("solve_ms", 0.0)
+            if gap_s:
+                time.sleep(gap_s)
     return out
 
 
-def overhead(tmp: Path, n: int) -> np.ndarray:
-    proc, endpoint = start_daemon(tmp / "overhead", ["planner.num_samples=64", "planner.horizon=10", "planner.compile=false"])
+def echo_server(tmp: Path) -> tuple[subprocess.Popen, str]:
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    proc = subprocess.Popen([sys.executable, "-c", ECHO_SERVER, endpoint], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    return proc, endpoint
+
+
+def daemon_side_ms(log_dir: Path) -> np.ndarray:
+    """Receipt to reply minus solve [ms], per step, from the daemon's transition log."""
+    steps = load_steps(log_dir)
+    keep = steps.seq >= 0  # not the warm-up steps
+    return ((steps.replied - steps.received) * 1e3 - steps.solve_ms)[keep]
+
+
+def overhead(tmp: Path, n: int, n_paced: int, gap_s: float, period_s: float, threads: int) -> dict[str, np.ndarray]:
+    """Every series of the overhead table, measured in one run, the two servers alternating."""
+    echo, echo_ep = echo_server(tmp)
     try:
-        with ControllerClient(endpoint) as client:
-            client.reset()
-            out = np.empty(n)
-            for i in range(n):
-                t0 = time.perf_counter()
-                client.send({"type": "step", "seq": i, "stamp": 0.02 * i, "state": STATE})
-                reply = client.receive(i, 5.0)
-                rtt = (time.perf_counter() - t0) * 1e3
-                out[i] = rtt - reply["solve_ms"]
-                time.sleep(0.001)
+        base_b2b = round_trips(echo_ep, n, gap_s=gap_s)
+        base_paced = round_trips(echo_ep, n_paced, period_s=period_s)
+    finally:
+        echo.kill()
+        echo.wait(5)
+    run = tmp / "overhead"
+    proc, endpoint = start_daemon(run, OVERHEAD_DAEMON + [f"threads={threads}"])
+    try:
+        b2b = round_trips(endpoint, n, gap_s=gap_s)
+        paced = round_trips(endpoint, n_paced, period_s=period_s)
     finally:
         stop(proc)
+    inside = daemon_side_ms(run / "logs")
+    return {
+        "echo_back_to_back": base_b2b,
+        "echo_paced": base_paced,
+        "daemon_back_to_back": b2b,
+        "daemon_paced": paced,
+        "daemon_side_back_to_back": inside[:n],
+        "daemon_side_paced": inside[n:],
+    }
+
+
+def summarise(t: np.ndarray) -> dict[str, float]:
+    return {"n": int(len(t)), "median": float(np.median(t)), "p99": float(np.percentile(t, 99)), "max": float(t.max())}
+
+
+def print_overhead(series: dict[str, np.ndarray], gap_ms: float, period_ms: float) -> dict:
+    rows = [
+        (f"bare ZeroMQ echo, back to back ({gap_ms:g} ms gap)", "echo_back_to_back", "echo_back_to_back"),
+        ("daemon step minus solve, back to back", "daemon_back_to_back", "echo_back_to_back"),
+        ("  daemon side: receipt to reply - solve", "daemon_side_back_to_back", "echo_back_to_back"),
+        (f"bare ZeroMQ echo, paced ({period_ms:g} ms)", "echo_paced", "echo_paced"),
+        ("daemon step minus solve, paced", "daemon_paced", "echo_paced"),
+        ("  daemon side: receipt to reply - solve", "daemon_side_paced", "echo_paced"),
+    ]
+    print(f"{'round trip over loopback [ms]':<46} {'median':>8} {'p99':>8} {'max':>8} {'x echo med':>10} {'x echo p99':>10}")
+    out = {}
+    for label, key, base_key in rows:
+        t, base = series[key], series[base_key]
+        s = summarise(t)
+        s["ratio_median"] = s["median"] / float(np.median(base))
+        s["ratio_p99"] = s["p99"] / float(np.percentile(base, 99))
+        out[key] = s
+        print(f"{label:<46} {s['median']:>8.3f} {s['p99']:>8.3f} {s['max']:>8.3f} {s['ratio_median']:>10.2f} {s['ratio_p99']:>10.2f}")
     return out
 
 
@@ -118,12 +184,12 @@ def semi_bundle(path: Path) -> Path:
     return path
 
 
-def realtime(tmp: Path, seconds: float) -> dict:
+def realtime(tmp: Path, seconds: float, threads: int) -> dict:
     bundle = semi_bundle(tmp / "bundle")
     proc, endpoint = start_daemon(
         tmp / "realtime",
         [f"model.bundle={bundle}", "control_period=0.02", "planner.num_samples=1024", "planner.horizon=40",
-         "planner.dt=0.05", "track=random:0"],
+         "planner.dt=0.05", "track=random:0", f"threads={threads}"],
     )
     try:
         track = load_track("random:0")
@@ -140,39 +206,42 @@ def realtime(tmp: Path, seconds: float) -> dict:
     finally:
         stop(proc)
     return {"steps": stats["steps"], "deadline_misses": stats["deadline_misses"], "late_replies": summary.late_replies,
+            "timeouts": summary.timeouts, "fallbacks": stats["fallbacks"],
             "solve_ms_p50": stats["solve_ms_p50"], "solve_ms_p99": stats["solve_ms_p99"],
-            "handle_ms_p99": stats["handle_ms_p99"], "round_trip_ms_p99": summary.round_trip_ms_p99,
+            "round_trip_ms_p50": summary.round_trip_ms_p50, "round_trip_ms_p99": summary.round_trip_ms_p99,
+            "handle_ms_p99": stats["handle_ms_p99"], "handle_ms_max": stats["handle_ms_max"],
             "mean_abs_lateral_m": summary.mean_abs_lateral_m, "offtrack_s": summary.offtrack_s}
 
 
-def main() -> int:
-    p = argparse.ArgumentParser()
-    p.add_argument("--n", type=int, default=3000)
-    p.add_argument("--seconds", type=float, default=60.0)
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--n", type=int, default=2000, help="back-to-back requests per server")
+    p.add_argument("--n-paced", type=int, default=300, help="paced requests per server")
+    p.add_argument("--gap-ms", type=float, default=1.0, help="back to back: pause after each reply [ms]")
+    p.add_argument("--period-ms", type=float, default=50.0, help="paced: one request every ... [ms]")
+    p.add_argument("--seconds", type=float, default=60.0, help="length of the real-time run [s]")
+    p.add_argument("--daemon-threads", type=int, default=1, help="the daemon's torch threads")
     p.add_argument("--skip-realtime", action="store_true")
-    p.add_argument("--json", type=Path)
-    args = p.parse_args()
-    results: dict = {}
+    p.add_argument("--skip-overhead", action="store_true")
+    p.add_argument("--json", type=Path, help="write every figure here")
+    args = p.parse_args(argv)
+    torch.set_num_threads(SIM_THREADS)
+    results: dict = {"daemon_threads": args.daemon_threads}
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        base = echo_baseline(args.n)
-        over = overhead(tmp, args.n)
-        results["overhead"] = {
-            "baseline_echo_ms": {"median": float(np.median(base)), "p99": float(np.percentile(base, 99))},
-            "daemon_minus_solve_ms": {"median": float(np.median(over)), "p99": float(np.percentile(over, 99))},
-        }
-        print(f"{'round trip over loopback':<34} {'median ms':>10} {'p99 ms':>8} {'ratio p99':>10}")
-        for name, t in (("bare ZeroMQ echo (baseline)", base), ("daemon step minus solve", over)):
-            print(f"{name:<34} {np.median(t):>10.3f} {np.percentile(t, 99):>8.3f} "
-                  f"{np.percentile(t, 99) / np.percentile(base, 99):>10.2f}")
+        if not args.skip_overhead:
+            series = overhead(tmp, args.n, args.n_paced, args.gap_ms * 1e-3, args.period_ms * 1e-3, args.daemon_threads)
+            results["overhead_ms"] = print_overhead(series, args.gap_ms, args.period_ms)
         if not args.skip_realtime:
-            rt = realtime(tmp, args.seconds)
+            rt = realtime(tmp, args.seconds, args.daemon_threads)
             results["realtime_50hz"] = rt
-            print(f"\nreal time, 50 Hz, {args.seconds:.0f} s, MPPI K=1024 H=40 semi-parametric:")
+            print(f"\nreal time, 50 Hz, {args.seconds:g} s, MPPI K=1024 H=40 semi-parametric, "
+                  f"daemon {args.daemon_threads} thread(s):")
             for k, v in rt.items():
                 print(f"  {k:<20} {v:.3f}" if isinstance(v, float) else f"  {k:<20} {v}")
     if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
     return 0
 
 

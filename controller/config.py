@@ -73,7 +73,7 @@ class DaemonConfig(_Strict):
     log: LogSettings = LogSettings()
     limits: InputLimits = InputLimits()
     security: SecurityConfig = SecurityConfig()
-    threads: int = Field(2, ge=1, description="torch threads")
+    threads: int = Field(1, ge=1, description="torch intra-op threads of the daemon (1: no thread pool to wait on a descheduled worker)")
 
     @model_validator(mode="after")
     def _planner_step_fits(self) -> DaemonConfig:

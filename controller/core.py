@@ -13,13 +13,13 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor
 
 from controller.delay import DelayCompensator
-from controller.planners.base import Planner, PlanResult, shift_plan
+from controller.planners.base import Planner, PlanResult
 from vehicle_models.layout import Action, State
 from vehicle_models.params import BicycleParams
 
@@ -42,18 +42,39 @@ class StepOutcome:
 
 def guard_action(action: np.ndarray, state: np.ndarray, params: BicycleParams) -> np.ndarray:
     """Clamp to the actuator limits; no steering past the end stops; NaN becomes zero."""
-    out = np.nan_to_num(np.asarray(action, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
-    out[Action.STEER_RATE] = min(max(out[Action.STEER_RATE], params.steer_rate_min), params.steer_rate_max)
-    out[Action.ACCEL] = min(max(out[Action.ACCEL], params.accel_min), params.accel_max)
+    # Plain floats: a handful of comparisons, no array ops on the control path.
+    rate, accel = float(action[Action.STEER_RATE]), float(action[Action.ACCEL])
+    rate = min(max(rate, params.steer_rate_min), params.steer_rate_max) if math.isfinite(rate) else 0.0
+    accel = min(max(accel, params.accel_min), params.accel_max) if math.isfinite(accel) else 0.0
     steer, speed = float(state[State.STEER]), float(state[State.V])
-    if (steer >= params.steer_max and out[Action.STEER_RATE] > 0) or (
-        steer <= params.steer_min and out[Action.STEER_RATE] < 0
-    ):
-        out[Action.STEER_RATE] = 0.0
-    if (speed <= params.speed_min and out[Action.ACCEL] < 0) or (
-        speed >= params.speed_max and out[Action.ACCEL] > 0
-    ):
-        out[Action.ACCEL] = 0.0
+    if (steer >= params.steer_max and rate > 0) or (steer <= params.steer_min and rate < 0):
+        rate = 0.0
+    if (speed <= params.speed_min and accel < 0) or (speed >= params.speed_max and accel > 0):
+        accel = 0.0
+    out = np.empty(len(Action))
+    out[Action.STEER_RATE], out[Action.ACCEL] = rate, accel
+    return out
+
+
+def shift_actions(actions: np.ndarray, dt: float, elapsed: float) -> np.ndarray:
+    """``planners.base.shift_plan`` in numpy: the plan sampled at t*dt + elapsed, last held.
+
+    Linear interpolation between steps; a zero or negative ``elapsed`` returns a copy.
+    """
+    horizon = actions.shape[0]
+    if elapsed <= 0:
+        return actions.copy()
+    # Row i samples at i + s: between rows i + k and i + k + 1 at fraction f, the same k and f
+    # for every row; rows at or past the end hold the last action. Slices, no index arrays.
+    s = elapsed / dt
+    k = math.floor(s)
+    f = s - k
+    out = np.empty_like(actions)
+    inside = max(horizon - 1 - k, 0)
+    if inside:
+        np.multiply(actions[k : k + inside], 1.0 - f, out=out[:inside])
+        out[:inside] += f * actions[k + 1 : k + 1 + inside]
+    out[inside:] = actions[-1]
     return out
 
 
@@ -81,9 +102,9 @@ class ControlCore:
 
     def reset(self) -> None:
         """New episode: no warm start, no actions in flight, fallback count cleared."""
-        self._plan: Tensor | None = None
+        self._plan: np.ndarray | None = None  #: (H, nu) float64, the last fresh plan
         self._plan_stamp: float | None = None
-        self._last_action = torch.zeros(2, dtype=torch.float64)
+        self._last_action = np.zeros(len(Action))
         self.consecutive_fallbacks = 0
         if self.delay is not None:
             self.delay.reset()
@@ -92,56 +113,67 @@ class ControlCore:
         """Swap the planner (a reloaded model) between steps; the warm start carries over."""
         self.planner = planner
 
-    def _shifted_plan(self, stamp: float) -> Tensor | None:
+    def _shifted_plan(self, stamp: float) -> np.ndarray | None:
         if self._plan is None or self._plan_stamp is None:
             return None
         elapsed = min(max(stamp - self._plan_stamp, 0.0), self._plan.shape[0] * self.planner.dt)
-        return shift_plan(self._plan, self.planner.dt, elapsed)
+        return shift_actions(self._plan, self.planner.dt, elapsed)
 
     def step(self, state: np.ndarray, stamp: float) -> StepOutcome:
-        """One control step from ``state`` (7,) (CommonRoad order; NaN where unmeasured)."""
+        """One control step from ``state`` (7,) (CommonRoad order; NaN where unmeasured).
+
+        Everything around ``planner.plan`` is numpy and plain floats (a few microseconds);
+        the planner gets tensors that share memory with the arrays (no copies).
+        """
         started = time.perf_counter()
-        x = torch.as_tensor(np.asarray(state[: self.state_dim], dtype=np.float64))
+        x = np.array(state[: self.state_dim], dtype=np.float64)
         if self.delay is not None:
-            x = self.delay.predict(x)
+            x = self.delay.predict_array(x)
         warm = self._shifted_plan(stamp)
         result: PlanResult | None = None
         reason = ""
         try:
             result = self.planner.plan(
-                x, warm, self._last_action, deadline=started + self.solve_budget_s
+                torch.from_numpy(x),
+                None if warm is None else torch.from_numpy(warm),
+                torch.from_numpy(self._last_action),
+                deadline=started + self.solve_budget_s,
             )
-            if not bool(torch.isfinite(result.actions).all()):
-                reason, result = "planner returned non-finite actions", None
         except Exception as e:  # a failing planner must not take the daemon down
             log.exception("planner failed")
             reason = f"planner failed: {type(e).__name__}: {e}"
         solve_ms = (time.perf_counter() - started) * 1e3
+        plan: np.ndarray | None = None
         if result is not None:
-            status, plan = OK, result.actions.to(torch.float64)
+            # A copy: a planner may reuse the buffer behind result.actions on its next call.
+            plan = np.array(result.actions.detach().cpu(), dtype=np.float64)
+            if not np.isfinite(plan).all():
+                reason, result, plan = "planner returned non-finite actions", None, None
+        if plan is not None:
+            status = OK
             self.consecutive_fallbacks = 0
             self._plan, self._plan_stamp = plan, stamp
-            action = plan[0].numpy()
+            action = plan[0]
         else:
             self.consecutive_fallbacks += 1
             if warm is not None and self.consecutive_fallbacks <= self.max_consecutive_fallbacks:
                 status, plan = FALLBACK, warm
-                action = warm[0].numpy()
+                action = warm[0]
             else:
                 status, plan = STOP, None
                 reason = reason or "no plan to fall back on"
                 action = self._stop_action(state)
         action = guard_action(action, state, self.params)
-        self._last_action = torch.as_tensor(action)
+        self._last_action = action
         if self.delay is not None:
-            self.delay.record(self._last_action)
+            self.delay.record_array(action)
         total_ms = (time.perf_counter() - started) * 1e3
         return StepOutcome(
             action=action,
             status=status,
             solve_ms=solve_ms,
             deadline_missed=total_ms > self.solve_budget_s * 1e3,
-            plan=None if plan is None else plan.numpy(),
+            plan=plan,
             cost=None if result is None else result.cost,
             cost_terms={} if result is None else result.cost_terms,
             reason=reason,
@@ -157,11 +189,13 @@ class ControlCore:
         self.planner.prepare()
 
 
-def wire_state_vector(fields: dict[str, float]) -> np.ndarray:
-    """(7,) state in CommonRoad order from named wire fields; absent optional fields are NaN."""
-    out = np.full(len(State), math.nan)
-    for f in State:
-        value = fields.get(f.name.lower())
-        if value is not None:
-            out[f] = float(value)
-    return out
+_WIRE_NAMES = tuple(f.name.lower() for f in State)  # layout order
+
+
+def wire_state_vector(fields: Any) -> np.ndarray:
+    """(7,) state in CommonRoad order from named wire fields; absent optional fields are NaN.
+
+    ``fields``: anything with ``get(name)`` (a dict, or a ``protocol.VehicleStateMsg``).
+    """
+    get = fields.get
+    return np.array([math.nan if (v := get(name)) is None else v for name in _WIRE_NAMES], dtype=np.float64)

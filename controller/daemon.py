@@ -5,10 +5,18 @@ several step requests from one client only the newest is planned for (the older 
 ``stale`` error): a backlog never yields old actions. Control requests (ping, reset, stats,
 reload) are answered in order. Model reloads are prepared on a worker thread and swapped in
 between steps; a model that fails its checks is never swapped in (the old one stays).
+
+The critical path is receive, decode, ``ControlCore.step``, reply. Work that can wait (the
+step's log record, warnings, the planner's ``prepare()``: noise for the next call) is done
+after the reply, and only once no request is waiting: a request that arrives first is served
+first and the deferred work runs after it. Log records are still queued in order (before any
+event that follows them). The start-up heap is frozen out of the garbage collector's view
+(``gc.freeze``) once warm-up is done, so a collection never walks torch's import-time objects.
 """
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import threading
@@ -42,6 +50,7 @@ log = logging.getLogger("controller.daemon")
 MAX_DRAIN = 1000
 POLL_MS = 50
 LATENCY_WINDOW = 10_000
+MAX_DEFERRED_RECORDS = 25  #: step records held back while requests keep arriving (0.5 s at 50 Hz)
 
 
 @dataclass
@@ -106,6 +115,9 @@ class Daemon:
         self._recent_states: deque = deque(maxlen=64)
         self._watched_bundle: Path | None = runtime.model.source
         self._last_watch = 0.0
+        # Work deferred until no request waits: step log records, then the planner's prepare().
+        self._deferred_records: list[tuple[int, wire.StepRequest, StepOutcome, float, float]] = []
+        self._prepare_due = False
         self.context = zmq.Context.instance()
         self.socket = self.context.socket(zmq.ROUTER)
         self.socket.setsockopt(zmq.LINGER, 0)
@@ -128,14 +140,20 @@ class Daemon:
 
     def serve(self) -> None:
         log.info("serving %s (planner %s, model %s)", self.endpoint, self.core.planner.name, self.model.version)
-        if self.log:
-            self.log.event("start", episode=self.episode, model=self.model.version, endpoint=self.endpoint)
+        self._event("start", model=self.model.version, endpoint=self.endpoint)
         poller = zmq.Poller()
         poller.register(self.socket, zmq.POLLIN)
+        gc.collect()
+        gc.freeze()  # warm-up is done: what exists now is never scanned by a collection again
         try:
             while not self._stop.is_set():
                 self._swap_reloaded_model()
                 self._maybe_watch()
+                if self._prepare_due or self._deferred_records:
+                    if not self._readable():
+                        self._deferred_work()
+                    elif len(self._deferred_records) >= MAX_DEFERRED_RECORDS:
+                        self._flush_records()  # a client that never pauses: log anyway
                 if poller.poll(POLL_MS):
                     self._serve_batch()
         finally:
@@ -145,17 +163,35 @@ class Daemon:
         self.socket.close(linger=0)
         if self.auth is not None:
             self.auth.stop()
+        self._flush_records()
         if self.log:
             self.log.event("stop", episode=self.episode, stats=self.stats.as_dict(self.model.version, self.episode))
             self.log.close()
         log.info("stopped")
 
+    def _readable(self) -> bool:
+        """A message is waiting (no system call: ZeroMQ's own event flags)."""
+        return bool(self.socket.getsockopt(zmq.EVENTS) & zmq.POLLIN)
+
+    def _deferred_work(self) -> None:
+        self._flush_records()
+        if self._prepare_due:
+            self._prepare_due = False
+            self.core.after_reply()
+
+    def _event(self, kind: str, **detail: Any) -> None:
+        """Log an event after the step records that precede it."""
+        if self.log:
+            self._flush_records()
+            self.log.event(kind, episode=self.episode, **detail)
+
     # -- one wake-up ------------------------------------------------------------------------------
     def _serve_batch(self) -> None:
         frames_list = []
-        for _ in range(MAX_DRAIN):
+        recv = self.socket.recv_multipart
+        while len(frames_list) < MAX_DRAIN and self._readable():
             try:
-                frames_list.append(self.socket.recv_multipart(zmq.NOBLOCK))
+                frames_list.append(recv(zmq.NOBLOCK))
             except zmq.Again:
                 break
         received = time.time()
@@ -181,7 +217,7 @@ class Daemon:
         for envelope, request, started in newest.values():
             self._step(envelope, request, received, started)
         if newest:
-            self.core.after_reply()
+            self._prepare_due = True  # after the reply, once nothing is waiting
 
     def _send(self, envelope: list[bytes], reply: dict[str, Any]) -> None:
         try:
@@ -190,11 +226,11 @@ class Daemon:
             log.debug("reply not sent: %s", e)
 
     def _error(self, envelope: list[bytes], code: ErrorCode, message: str, seq: int | None) -> None:
+        self._send(envelope, wire.error_reply(code, message, seq))
         self.stats.errors[code.value] += 1
         log.warning("error reply %s (seq %s): %s", code.value, seq, message)
-        self._send(envelope, wire.error_reply(code, message, seq))
-        if self.log and code is not ErrorCode.STALE:
-            self.log.event("error", episode=self.episode, code=code.value, message=message, seq=seq)
+        if code is not ErrorCode.STALE:
+            self._event("error", code=code.value, message=message, seq=seq)
 
     # -- steps ---------------------------------------------------------------------------------
     def _step(self, envelope: list[bytes], request: wire.StepRequest, received: float, started: float) -> None:
@@ -242,8 +278,8 @@ class Daemon:
         handle_ms = (time.perf_counter() - started) * 1e3
         self._account(outcome, handle_ms)
         self._recent_states.append(state)
-        if self.log:
-            self.log.step(self._record(request, outcome, received, replied))
+        # The record is built and queued once no request waits (_deferred_work).
+        self._deferred_records.append((self.episode, request, outcome, received, replied))
 
     def _account(self, outcome: StepOutcome, handle_ms: float) -> None:
         self.stats.steps += 1
@@ -252,13 +288,22 @@ class Daemon:
         self.stats.handle_ms.append(handle_ms)
         if outcome.deadline_missed:
             self.stats.deadline_misses += 1
-        if outcome.status != "ok":
-            log.warning("%s: %s", outcome.status, outcome.reason)
 
-    def _record(self, request: wire.StepRequest, outcome: StepOutcome, received: float, replied: float) -> dict[str, Any]:
+    def _flush_records(self) -> None:
+        """Queue the deferred step records (and their warnings), in order."""
+        records, self._deferred_records = self._deferred_records, []
+        for episode, request, outcome, received, replied in records:
+            if outcome.status != "ok":
+                log.warning("%s: %s", outcome.status, outcome.reason)
+            if self.log:
+                self.log.step(self._record(episode, request, outcome, received, replied))
+
+    def _record(
+        self, episode: int, request: wire.StepRequest, outcome: StepOutcome, received: float, replied: float
+    ) -> dict[str, Any]:
         state = request.state or {}
         return {
-            "episode": self.episode,
+            "episode": episode,
             "seq": request.seq,
             "stamp": request.stamp,
             "received": received,
@@ -282,9 +327,8 @@ class Daemon:
             self.episode += 1
             self.core.reset()
             self.clients.pop(envelope[0], None)
-            if self.log:
-                self.log.event("reset", episode=self.episode)
             self._send(envelope, wire.ack_reply(request.seq, "reset", episode=self.episode))
+            self._event("reset")
         elif request.type == "stats":
             self._send(envelope, wire.stats_reply(request.seq, self.stats.as_dict(self.model.version, self.episode)))
         elif request.type == "reload":
@@ -322,7 +366,7 @@ class Daemon:
         except Exception as e:
             self.stats.reload_failures += 1
             log.error("reload failed, keeping model %s: %s", self.model.version, e)
-            if self.log:
+            if self.log:  # from the worker thread: the queue is thread-safe; order vs steps is loose
                 self.log.event("reload_failed", episode=self.episode, error=str(e), kept=self.model.version)
 
     def _swap_reloaded_model(self) -> None:
@@ -336,8 +380,8 @@ class Daemon:
         self.model = model
         self.stats.reloads += 1
         log.info("model %s -> %s", previous, model.version)
-        if self.log:
-            self.log.event("reload", episode=self.episode, model=model.version, previous=previous)
+        self._event("reload", model=model.version, previous=previous)
+        gc.freeze()  # the new planner's objects too
 
     def _maybe_watch(self) -> None:
         if not (self.config.model.watch and self.config.model.model_dir):

@@ -8,6 +8,9 @@ it answers (the first start compiles the planner: up to a minute or two on a sma
 the true car (dynamic single-track model with actuator lag) around the track, prints progress
 and the summary, writes ``summary.json`` and the daemon's transition log under ``--out``, and
 stops the daemon with SIGTERM.
+
+The simulator runs torch on one thread (``SIM_THREADS``): it steps a single car, and a thread
+pool would only compete with the daemon for the cores.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from controller.track import load_track
 from sim.closed_loop import start_state
@@ -30,6 +34,8 @@ from sim.remote import ControllerClient, DaemonUnavailable
 from vehicle_models.true_car import TrueCar
 from vehicle_models.params import load_params
 from vehicle_models.single_track import load_single_track_params
+
+SIM_THREADS = 1
 
 
 def free_port() -> int:
@@ -175,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     drv.add_argument("--endpoint", default="tcp://127.0.0.1:5555")
     drv.add_argument("--wait", type=float, default=30.0)
     args = parser.parse_args(argv)
+    torch.set_num_threads(SIM_THREADS)
     return cmd_demo(args) if args.command == "demo" else cmd_drive(args)
 
 

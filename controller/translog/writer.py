@@ -3,7 +3,9 @@
 ``TransitionLog.step(record)`` puts the caller's dict on a ``queue.SimpleQueue`` and returns: a
 few microseconds, no serialisation, no I/O, no lock the writer could hold for long. A writer
 thread encodes each record as JSON into an MCAP message and hands the file's buffer to the OS
-no later than ``flush_s`` after the oldest unflushed record was queued.
+no later than ``flush_s`` after the oldest unflushed record was queued (in a steady stream,
+right after a record in the second half of that window, so flushes follow the daemon's
+replies instead of landing on a timer in the middle of the next solve).
 
 Crash safety: files are written unchunked, so each message is a complete MCAP record on its
 own the moment its bytes reach the OS, and a reader can stream a file that has no summary or
@@ -150,7 +152,15 @@ class TransitionLog:
                     if flush_at is None:  # counted from when the record was queued
                         waited_s = (time.time_ns() - item[1]) * 1e-9
                         flush_at = time.monotonic() + self.flush_s - max(0.0, waited_s)
-                if flush_at is not None and time.monotonic() >= flush_at:
+                now = time.monotonic()
+                # Flush when due, or early (in the second half of the window) right after a
+                # record with nothing else queued: the daemon queues records after its replies,
+                # so a steady loop flushes in its idle time, and the timer only fires once
+                # records stop coming, never in the middle of a solve.
+                if flush_at is not None and (
+                    now >= flush_at
+                    or (item is not None and flush_at - now <= 0.5 * self.flush_s and self._queue.empty())
+                ):
                     flush_at = None
                     if self._stream is not None:
                         self._stream.flush()

@@ -95,3 +95,34 @@ def test_no_plan_to_fall_back_on_means_stop(track) -> None:
 def test_wire_state_vector_marks_missing_fields() -> None:
     v = wire_state_vector({"x": 1.0, "y": 2.0, "steer": 0.1, "v": 3.0, "yaw": 0.5})
     assert v[:5].tolist() == [1.0, 2.0, 0.1, 3.0, 0.5] and np.isnan(v[5:]).all()
+
+
+@pytest.mark.parametrize("elapsed", [-0.01, 0.0, 0.02, 0.05, 0.137, 0.4, 10.0])
+def test_numpy_shift_matches_the_planners_shift_plan(elapsed: float) -> None:
+    import torch
+
+    from controller.core import shift_actions
+    from controller.planners.base import shift_plan
+
+    plan = np.random.default_rng(3).normal(size=(8, 2))
+    expected = shift_plan(torch.from_numpy(plan), 0.05, elapsed).numpy()
+    np.testing.assert_allclose(shift_actions(plan, 0.05, elapsed), expected, rtol=0, atol=1e-12)
+
+
+def test_float_delay_prediction_matches_the_torch_one() -> None:
+    import torch
+
+    from controller.delay import DelayCompensator
+
+    for integrator in ("exact", "rk4"):
+        comp = DelayCompensator(KinematicBicycle(PARAMS, 0.05, integrator), dead_time=0.15, control_period=0.05)
+        x = np.array([1.0, -2.0, 0.05, 9.0, 0.3])
+        np.testing.assert_allclose(comp.predict_array(x), comp.predict(torch.from_numpy(x)).numpy(), atol=1e-12)
+        for a in ([0.1, 1.0], [-0.2, -1.5]):
+            comp.record_array(np.array(a))
+        np.testing.assert_allclose(comp.predict_array(x), comp.predict(torch.from_numpy(x)).numpy(), atol=1e-12)
+
+
+def test_guard_maps_infinities_to_zero() -> None:
+    state = np.array([0, 0, 0.0, 5.0, 0, np.nan, np.nan])
+    assert guard_action(np.array([np.inf, -np.inf]), state, PARAMS).tolist() == [0.0, 0.0]
