@@ -440,7 +440,9 @@ static void rollout_all(const Problem *p, int H, int K, const float *x0, const f
     const float s_start = start_arc_length(p, x0);
     const int blocks = (K + LANES - 1) / LANES;
     const int threads = p->num_threads < blocks ? p->num_threads : blocks;
-#pragma omp parallel for num_threads(threads > 0 ? threads : 1) schedule(static)
+    /* Dynamic, block by block: after an idle gap a worker thread can take milliseconds to wake
+       (a descheduled vCPU); the calling thread then takes its share instead of waiting. */
+#pragma omp parallel for num_threads(threads > 0 ? threads : 1) schedule(dynamic, 1)
     for (int b = 0; b < blocks; b++)
         rollout_block(p, H, K, b, x0, base, perturb, policy, last_action, s_start, samples, states, costs, terms);
 }
