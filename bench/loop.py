@@ -124,7 +124,7 @@ def daemon_side_ms(log_dir: Path) -> np.ndarray:
     return ((steps.replied - steps.received) * 1e3 - steps.solve_ms)[keep]
 
 
-def overhead(tmp: Path, n: int, n_paced: int, gap_s: float, period_s: float, threads: int) -> dict[str, np.ndarray]:
+def overhead(tmp: Path, n: int, n_paced: int, gap_s: float, period_s: float, threads: int, priority: int = 0) -> dict[str, np.ndarray]:
     """Every series of the overhead table, measured in one run, the two servers alternating."""
     echo, echo_ep = echo_server(tmp)
     try:
@@ -134,7 +134,7 @@ def overhead(tmp: Path, n: int, n_paced: int, gap_s: float, period_s: float, thr
         echo.kill()
         echo.wait(5)
     run = tmp / "overhead"
-    proc, endpoint = start_daemon(run, OVERHEAD_DAEMON + [f"threads={threads}"])
+    proc, endpoint = start_daemon(run, OVERHEAD_DAEMON + [f"threads={threads}", f"realtime_priority={priority}"])
     try:
         b2b = round_trips(endpoint, n, gap_s=gap_s)
         paced = round_trips(endpoint, n_paced, period_s=period_s)
@@ -184,12 +184,13 @@ def semi_bundle(path: Path) -> Path:
     return path
 
 
-def realtime(tmp: Path, seconds: float, threads: int) -> dict:
+def realtime(tmp: Path, seconds: float, threads: int, priority: int = 0) -> dict:
     bundle = semi_bundle(tmp / "bundle")
     proc, endpoint = start_daemon(
         tmp / "realtime",
         [f"model.bundle={bundle}", "control_period=0.02", "planner.num_samples=1024", "planner.horizon=40",
-         "planner.dt=0.05", "track=random:0", f"threads={threads}"],
+         "planner.dt=0.05", "track=random:0", f"threads={threads}",
+         f"realtime_priority={priority}"],
     )
     try:
         track = load_track("random:0")
@@ -220,20 +221,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--gap-ms", type=float, default=1.0, help="back to back: pause after each reply [ms]")
     p.add_argument("--period-ms", type=float, default=50.0, help="paced: one request every ... [ms]")
     p.add_argument("--seconds", type=float, default=60.0, help="length of the real-time run [s]")
-    p.add_argument("--daemon-threads", type=int, default=1, help="the daemon's torch threads")
+    p.add_argument("--daemon-threads", type=int, default=2, help="the daemon's planner threads")
+    p.add_argument("--realtime-priority", type=int, default=0,
+                   help="the daemon's SCHED_FIFO priority (0: normal; needs root or CAP_SYS_NICE)")
     p.add_argument("--skip-realtime", action="store_true")
     p.add_argument("--skip-overhead", action="store_true")
     p.add_argument("--json", type=Path, help="write every figure here")
     args = p.parse_args(argv)
     torch.set_num_threads(SIM_THREADS)
-    results: dict = {"daemon_threads": args.daemon_threads}
+    results: dict = {"daemon_threads": args.daemon_threads, "realtime_priority": args.realtime_priority}
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         if not args.skip_overhead:
-            series = overhead(tmp, args.n, args.n_paced, args.gap_ms * 1e-3, args.period_ms * 1e-3, args.daemon_threads)
+            series = overhead(tmp, args.n, args.n_paced, args.gap_ms * 1e-3, args.period_ms * 1e-3,
+                              args.daemon_threads, args.realtime_priority)
             results["overhead_ms"] = print_overhead(series, args.gap_ms, args.period_ms)
         if not args.skip_realtime:
-            rt = realtime(tmp, args.seconds, args.daemon_threads)
+            rt = realtime(tmp, args.seconds, args.daemon_threads, args.realtime_priority)
             results["realtime_50hz"] = rt
             print(f"\nreal time, 50 Hz, {args.seconds:g} s, MPPI K=1024 H=40 semi-parametric, "
                   f"daemon {args.daemon_threads} thread(s):")

@@ -73,7 +73,13 @@ class DaemonConfig(_Strict):
     log: LogSettings = LogSettings()
     limits: InputLimits = InputLimits()
     security: SecurityConfig = SecurityConfig()
-    threads: int = Field(1, ge=1, description="torch intra-op threads of the daemon (1: no thread pool to wait on a descheduled worker)")
+    threads: int = Field(
+        2, ge=1, description="threads of the planner (native kernel and torch intra-op)"
+    )
+    realtime_priority: int = Field(
+        0, ge=0, le=99,
+        description="SCHED_FIFO priority of the daemon's threads (0: the normal scheduler)",
+    )
 
     @model_validator(mode="after")
     def _planner_step_fits(self) -> DaemonConfig:

@@ -109,9 +109,13 @@ class ControlCore:
         if self.delay is not None:
             self.delay.reset()
 
-    def replace_planner(self, planner: Planner) -> None:
-        """Swap the planner (a reloaded model) between steps; the warm start carries over."""
+    def replace_planner(self, planner: Planner, delay: DelayCompensator | None = None) -> None:
+        """Swap the planner and the delay compensator (a reloaded model) between steps; the
+        warm start and the actions in flight carry over."""
+        if delay is not None and self.delay is not None:
+            delay.take_in_flight(self.delay)
         self.planner = planner
+        self.delay = delay
 
     def _shifted_plan(self, stamp: float) -> np.ndarray | None:
         if self._plan is None or self._plan_stamp is None:

@@ -37,6 +37,7 @@ from controller.runtime import (
     LoadedModel,
     Runtime,
     build_planner_for,
+    delay_compensator_for,
     check_model,
     load_model,
     newest_bundle,
@@ -361,8 +362,9 @@ class Daemon:
             if self._recent_states:
                 check_model(dynamics, np.array(self._recent_states))
             warm_up(planner, self.runtime.track, min(self.config.cost.target_speed, 5.0))
+            delay = delay_compensator_for(self.config, model)
             with self._reload_lock:
-                self._pending_reload = (model, planner)
+                self._pending_reload = (model, planner, delay)
         except Exception as e:
             self.stats.reload_failures += 1
             log.error("reload failed, keeping model %s: %s", self.model.version, e)
@@ -374,13 +376,14 @@ class Daemon:
             pending, self._pending_reload = self._pending_reload, None
         if pending is None:
             return
-        model, planner = pending
+        model, planner, delay = pending
         previous = self.model.version
-        self.core.replace_planner(planner)
+        self.core.replace_planner(planner, delay)
         self.model = model
         self.stats.reloads += 1
-        log.info("model %s -> %s", previous, model.version)
-        self._event("reload", model=model.version, previous=previous)
+        dead_time = 0.0 if delay is None else delay.steps * delay.control_period
+        log.info("model %s -> %s (dead time compensated %.3f s)", previous, model.version, dead_time)
+        self._event("reload", model=model.version, previous=previous, dead_time_s=dead_time)
         gc.freeze()  # the new planner's objects too
 
     def _maybe_watch(self) -> None:

@@ -41,6 +41,11 @@ class DelayCompensator:
         """Forget the actions in flight (new episode: the car holds zero input)."""
         self._in_flight.clear()
 
+    def take_in_flight(self, other: "DelayCompensator") -> None:
+        """Carry over the actions ``other`` has seen sent (a model swap mid-episode)."""
+        self._in_flight.clear()
+        self._in_flight.extend(list(other._in_flight)[-self._in_flight.maxlen :])
+
     def record(self, action: Tensor) -> None:
         """Note an action just sent (once per control period)."""
         if self.active:

@@ -7,6 +7,7 @@ exactly what the daemon runs.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +53,27 @@ def load_model(config: DaemonConfig, path: str | Path | None = None) -> LoadedMo
         return LoadedModel(KINEMATIC_VERSION, load_params(config.vehicle), None, None)
     bundle = load_bundle(source)
     return LoadedModel(bundle.version, bundle.params, bundle, Path(source))
+
+
+def dead_time_of(config: DaemonConfig, model: LoadedModel) -> float:
+    """The input dead time to compensate: the configured one, or the one the model's fit
+    identified (``fit_metrics.dead_time_s``), whichever is longer."""
+    fitted = model.bundle.fit_metrics.get("dead_time_s", 0.0) if model.bundle is not None else 0.0
+    try:
+        fitted = float(fitted)
+    except (TypeError, ValueError):
+        fitted = 0.0
+    return max(config.dead_time, fitted if fitted > 0 else 0.0)
+
+
+def delay_compensator_for(config: DaemonConfig, model: LoadedModel) -> DelayCompensator | None:
+    """Prediction through the actions in flight, with the model's own kinematic parameters."""
+    dead_time = dead_time_of(config, model)
+    if dead_time <= 0:
+        return None
+    from vehicle_models.kinematic import KinematicBicycle
+
+    return DelayCompensator(KinematicBicycle(model.params, config.control_period), dead_time, config.control_period)
 
 
 def build_planner_for(
@@ -102,7 +124,25 @@ class Runtime:
     core: ControlCore
 
 
+def set_realtime_priority(priority: int) -> None:
+    """Run this process (and the threads it starts later) under SCHED_FIFO at ``priority``.
+
+    Raises ``PermissionError`` with what to do when the process may not (CAP_SYS_NICE, or an
+    rtprio limit in /etc/security/limits.conf)."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+    except PermissionError as e:
+        raise PermissionError(
+            f"realtime_priority={priority}: this process may not use SCHED_FIFO "
+            "(run as root, give python CAP_SYS_NICE, or raise the rtprio limit)"
+        ) from e
+
+
 def build_runtime(config: DaemonConfig, warm: bool = True) -> Runtime:
+    if config.realtime_priority:
+        # Before torch and the kernel start their thread pool, so the workers inherit it.
+        set_realtime_priority(config.realtime_priority)
+        log.info("running under SCHED_FIFO priority %d", config.realtime_priority)
     torch.set_num_threads(config.threads)
     track = load_track(config.track)
     model = load_model(config)
@@ -110,13 +150,7 @@ def build_runtime(config: DaemonConfig, warm: bool = True) -> Runtime:
     if warm:
         seconds = warm_up(planner, track, min(config.cost.target_speed, 5.0))
         log.info("planner %s ready after %.1f s warm-up", planner.name, seconds)
-    delay = None
-    if config.dead_time > 0:
-        from vehicle_models.kinematic import KinematicBicycle
-
-        delay = DelayCompensator(
-            KinematicBicycle(model.params, config.control_period), config.dead_time, config.control_period
-        )
+    delay = delay_compensator_for(config, model)
     core = ControlCore(
         planner,
         model.params,

@@ -126,3 +126,30 @@ def test_float_delay_prediction_matches_the_torch_one() -> None:
 def test_guard_maps_infinities_to_zero() -> None:
     state = np.array([0, 0, 0.0, 5.0, 0, np.nan, np.nan])
     assert guard_action(np.array([np.inf, -np.inf]), state, PARAMS).tolist() == [0.0, 0.0]
+
+
+def test_reloaded_model_brings_its_fitted_dead_time_and_keeps_the_actions_in_flight(tmp_path, track) -> None:
+    from controller.config import DaemonConfig
+    from controller.delay import DelayCompensator
+    from controller.runtime import LoadedModel, dead_time_of, delay_compensator_for
+    from vehicle_models.bundle import ModelBundle
+
+    config = DaemonConfig(dead_time=0.05)
+    fitted = LoadedModel("refit", PARAMS, ModelBundle("refit", PARAMS, fit_metrics={"dead_time_s": 0.1}), None)
+    shorter = LoadedModel("old", PARAMS, ModelBundle("old", PARAMS, fit_metrics={"dead_time_s": 0.02}), None)
+    assert dead_time_of(config, fitted) == pytest.approx(0.1)
+    assert dead_time_of(config, shorter) == pytest.approx(0.05)
+    assert delay_compensator_for(DaemonConfig(), shorter.__class__("k", PARAMS, None, None)) is None
+
+    old = DelayCompensator(KinematicBicycle(PARAMS, 0.05), 0.05, 0.05)
+    core, _ = make_core(track)
+    core.replace_planner(core.planner, old)
+    x = np.zeros(7)
+    x[:5] = start_state(track, 8.0).numpy()
+    core.step(x, 0.0)
+    sent = core.step(x, 0.05).action
+    new = delay_compensator_for(config, fitted)
+    assert new is not None and new.steps == 2
+    core.replace_planner(make_core(track)[1], new)
+    assert core.delay is new
+    np.testing.assert_allclose(new._pending()[-1], sent)  # the action in flight carried over
