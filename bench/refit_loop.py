@@ -1,14 +1,13 @@
 """The log -> refit -> reload loop, measured: prediction error and tracking before and after.
 
     python bench/refit_loop.py [--json out.json] [--speed 10] [--laps 2] [--track circle]
-        [--samples 512 --horizon 30] [--epochs 300] [--restart-with-dead-time] [--keep DIR]
+        [--samples 512 --horizon 30] [--epochs 300] [--keep DIR]
 
 Starts the daemon with a deliberately wrong nominal model (wheelbase +15 %, steering gain
 0.85), drives, refits with tools.sysid, reloads, drives again (see tools/refit_loop.py).
 Targets: 1 s open-loop position RMSE on held-out laps down by at least 50 %; mean |lateral
-offset| down by at least 30 %; no time off track. ``--restart-with-dead-time`` runs the
-after-drive on a fresh daemon with the fitted dead time (what a reload that applies
-``fit_metrics.dead_time_s`` would do; the daemon's reload does not yet).
+offset| down by at least 30 %; no time off track. The reload brings the fitted input dead
+time (``fit_metrics.dead_time_s``) into the daemon's delay compensation.
 """
 
 from __future__ import annotations
@@ -35,14 +34,11 @@ def main() -> int:
     p.add_argument("--horizon", type=int, default=30, help="MPPI horizon H")
     p.add_argument("--no-compile", action="store_true", help="planner.compile=false (torch backend only)")
     p.add_argument("--epochs", type=int, default=300, help="residual training epochs")
-    p.add_argument("--restart-with-dead-time", action="store_true",
-                   help="after-drive on a fresh daemon with dead_time = the fitted dead time")
     args = p.parse_args()
     overrides = (f"planner.num_samples={args.samples}", f"planner.horizon={args.horizon}",
                  *(("planner.compile=false",) if args.no_compile else ()))
     settings = LoopSettings(track=args.track, target_speed=args.speed, laps=args.laps,
-                            planner_overrides=overrides, epochs=args.epochs,
-                            restart_with_dead_time=args.restart_with_dead_time)
+                            planner_overrides=overrides, epochs=args.epochs)
     with tempfile.TemporaryDirectory() as d:
         work = args.keep or Path(d)
         work.mkdir(parents=True, exist_ok=True)

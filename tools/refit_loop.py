@@ -13,11 +13,8 @@ kinematic model with the *true* geometry still misses ~0.11 m at 1 s (reported a
 stop-and-go at ~3 m/s), so its logs hold almost no driving at the target speed and a refit
 cannot learn the at-speed slip from them (see docs/sysid.md).
 
-The fitted input dead time (``fit_metrics.dead_time_s``) is not applied by a ``reload``: the
-daemon keeps the delay compensation of its start-up config. With ``restart_with_dead_time``
-the after-drive instead runs on a fresh daemon started on the refitted bundle (newest in
-``model_dir``) with ``dead_time`` = max(configured, fitted), what a reload that rebuilt the
-compensator would run.
+The fitted input dead time (``fit_metrics.dead_time_s``) comes with the reload: the daemon
+rebuilds its delay compensation from the new bundle, with max(configured, fitted) dead time.
 """
 
 from __future__ import annotations
@@ -61,7 +58,6 @@ class LoopSettings:
     steer_gain: float = 0.85
     epochs: int = 300
     seed: int = 0
-    restart_with_dead_time: bool = False  #: after-drive on a fresh daemon with the fitted dead time
     configured_dead_time: float = 0.0  #: the daemon's ``dead_time`` [s]
 
 
@@ -117,32 +113,21 @@ def run_loop(work: Path, s: LoopSettings = LoopSettings(), progress: bool = Fals
     models, logs = work / "models", work / "logs"
     base = wrong_bundle(models, s)
     daemon, endpoint = _start_daemon(work, s, models, logs, s.configured_dead_time, "before")
-    after_dead_time, after_logs = s.configured_dead_time, logs
     try:
         with ControllerClient(endpoint, timeout_s=2.0) as client:
             client.wait_ready(600)
             before = _drive(client, s)
             report = run_fit([str(logs)], models, str(base), "passenger_car",
                              FitOptions(epochs=s.epochs, seed=s.seed, progress=progress))
-            if not s.restart_with_dead_time:
-                client.reload(report["bundle"])
-                _wait_for_model(client, report["version"], 600)
-                after = _drive(client, s)
-        if s.restart_with_dead_time:
-            _stop(daemon)
-            after_dead_time = max(s.configured_dead_time, float(report["dead_time_s"]))
-            after_logs = work / "logs-after"
-            daemon, endpoint = _start_daemon(work, s, models, after_logs, after_dead_time, "after")
-            with ControllerClient(endpoint, timeout_s=2.0) as client:
-                client.wait_ready(600)
-                if client.stats()["model"] != report["version"]:
-                    raise RuntimeError(f"the fresh daemon did not load {report['version']}")
-                after = _drive(client, s)
+            client.reload(report["bundle"])
+            _wait_for_model(client, report["version"], 600)
+            after = _drive(client, s)
+        after_dead_time = max(s.configured_dead_time, float(report["dead_time_s"]))
     finally:
         _stop(daemon)
 
     # Held out: the laps driven after the reload (the last episode), never seen by the fit.
-    steps = load_steps(after_logs)
+    steps = load_steps(logs)
     steps_after = steps.select(steps.episode == int(steps.episode.max()))
     all_blocks, period = _all_blocks(steps_after)
     rmse = {}
@@ -181,7 +166,7 @@ def run_loop(work: Path, s: LoopSettings = LoopSettings(), progress: bool = Fals
                 "held_out_rmse_in_fit": report["held_out_rmse"]},
         "settings": {"track": s.track, "target_speed": s.target_speed, "laps": s.laps,
                      "planner": list(s.planner_overrides), "epochs": s.epochs,
-                     "after_drive": "fresh daemon with the fitted dead time" if s.restart_with_dead_time else "reload"},
+                     "after_drive": "reload"},
     }
 
 
