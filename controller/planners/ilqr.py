@@ -48,6 +48,12 @@ class ILQRConfig(BaseModel):
     # iterations at 3.5 ms instead of 5.4 ms a step. Raise it for offline solves.
     max_iterations: int = Field(1, ge=1, description="iterations per call (warm-started)")
     tolerance: float = Field(1e-4, gt=0, description="stop below this relative cost decrease")
+    # Near a perfect track the cost is ~1e-8: a predicted decrease below float32's resolution
+    # of the cost cannot be confirmed by a rollout, every step would be refused, and the
+    # regulariser would climb (measured: mu 1e7 on a straight, then no response to the bend).
+    absolute_tolerance: float = Field(
+        1e-6, ge=0, description="stop below this predicted cost decrease [cost units]"
+    )
     line_search: tuple[float, ...] = Field(
         (1.0, 0.5, 0.25, 0.1, 0.03, 0.01), description="step lengths tried, all at once"
     )
@@ -244,7 +250,7 @@ class ILQR:
             if not ok:
                 break
             expected = -(self.alphas.double() * dV[0] + self.alphas.double() ** 2 * dV[1])
-            if float(expected[0]) < cfg.tolerance * max(abs(J), 1e-9):
+            if float(expected[0]) < max(cfg.tolerance * abs(J), cfg.absolute_tolerance):
                 converged = True
                 break
             k_t = torch.from_numpy(k).to(self.dtype)
