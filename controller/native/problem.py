@@ -9,6 +9,7 @@ the tables and weights into contiguous float32 tensors it owns, fills the ``Prob
 from __future__ import annotations
 
 import ctypes
+import logging
 from typing import Any
 
 import torch
@@ -17,6 +18,8 @@ from torch import Tensor
 from controller.costs import TrackCost
 from vehicle_models.kinematic import KinematicBicycle
 from vehicle_models.semi_parametric import SemiParametricModel
+
+log = logging.getLogger(__name__)
 
 MAX_LAYERS, MAX_WIDTH, MAX_FEATURES, MAX_OUTPUTS, MAX_MEMBERS = 6, 256, 16, 8, 16
 NX, NU = 5, 2
@@ -114,6 +117,36 @@ def supports(model: Any, cost: Any) -> str | None:
             return "too many residual inputs or outputs"
         if model.residual.config.activation not in ACTIVATIONS:
             return f"activation {model.residual.config.activation!r}"
+    return None
+
+
+def native_problem_for(
+    planner: str,
+    backend: str,
+    model: Any,
+    cost: Any,
+    low: Tensor,
+    high: Tensor,
+    num_threads: int,
+    unsupported: str | None = None,
+) -> "NativeProblem | None":
+    """The kernel's problem for a planner configured with ``backend`` ("auto", "native" or
+    "torch"), or None where the torch path runs. ``unsupported`` is the planner's own reason
+    the kernel cannot serve it (device, dtype), if any. "native" that cannot run is an error;
+    "auto" falls back with a log line saying why."""
+    if backend == "torch":
+        return None
+    reason = unsupported or supports(model, cost)
+    if reason is None:
+        from controller.native.build import NativeUnavailable
+
+        try:
+            return NativeProblem(model, cost, low, high, num_threads)
+        except NativeUnavailable as e:
+            reason = str(e)
+    if backend == "native":
+        raise ValueError(f"{planner} backend 'native' cannot run here: {reason}")
+    log.info("%s on the torch backend: the native kernel cannot run here (%s)", planner, reason)
     return None
 
 

@@ -14,7 +14,6 @@ regulariser mu follows Tassa's schedule and carries over between calls.
 
 from __future__ import annotations
 
-import logging
 import time
 from typing import Literal
 
@@ -24,15 +23,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
 
 from controller.costs import Cost, Quadratization
-from controller.native import NativeProblem, NativeUnavailable
-from controller.native import supports as native_supports
-from controller.native.problem import LANES, from_blocked
+from controller.native.problem import LANES, from_blocked, native_problem_for
 from controller.planners.base import PlanResult, time_left
 from controller.planners.compile import maybe_compile
 from controller.planners.riccati import backward_pass
 from vehicle_models.dynamics import Dynamics
-
-log = logging.getLogger(__name__)
 
 Backend = Literal["auto", "native", "torch"]
 
@@ -104,27 +99,15 @@ class ILQR:
         self._delta = 1.0
         if len(config.line_search) > LANES:
             raise ValueError(f"at most {LANES} line-search step lengths")
-        self.native = self._native_problem(config.backend)
+        self.native = native_problem_for(
+            "iLQR", config.backend, model, cost, self.low, self.high, 1,
+            unsupported=None if dtype == torch.float32 else f"it runs float32, not {dtype}",
+        )
         self.backend = "native" if self.native is not None else "torch"
         if self.native is None:
             self._forward = maybe_compile(self._closed_loop, config.compile)
         else:
             self._forward = self._native_closed_loop
-
-    def _native_problem(self, backend: Backend) -> NativeProblem | None:
-        if backend == "torch":
-            return None
-        reason = None if self.dtype == torch.float32 else f"it runs float32, not {self.dtype}"
-        reason = reason or native_supports(self.model, self.cost)
-        if reason is None:
-            try:
-                return NativeProblem(self.model, self.cost, self.low, self.high, 1)
-            except NativeUnavailable as e:
-                reason = str(e)
-        if backend == "native":
-            raise ValueError(f"iLQR backend 'native' cannot run here: {reason}")
-        log.info("iLQR on the torch backend: the native kernel cannot run here (%s)", reason)
-        return None
 
     # -- rollouts ----------------------------------------------------------------------------
     def _closed_loop(

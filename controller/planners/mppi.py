@@ -16,7 +16,6 @@ for a model or cost the kernel does not know, it is torch, compiled once per pla
 from __future__ import annotations
 
 import time
-import logging
 from typing import Literal, NamedTuple
 
 import torch
@@ -24,15 +23,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
 
 from controller.costs import Cost
-from controller.native import NativeProblem, NativeUnavailable
-from controller.native import supports as native_supports
-from controller.native.problem import LANES
+from controller.native.problem import LANES, native_problem_for
 from controller.planners.base import PlanResult, resolve_device, time_left
 from controller.planners.compile import maybe_compile
 from controller.planners.noise import NoiseConfig, NoiseSampler
 from vehicle_models.dynamics import Dynamics
-
-log = logging.getLogger(__name__)
 
 Backend = Literal["auto", "native", "torch"]
 
@@ -95,7 +90,11 @@ class MPPI:
         self._zero_action = torch.zeros(model.action_dim, dtype=dtype, device=self.device)
         self._pending_noise: Tensor | None = None
         self._uses_disagreement = cost.uses_disagreement
-        self.native = self._native_problem(config.backend)
+        self.native = native_problem_for(
+            "MPPI", config.backend, model, cost, self.low, self.high, torch.get_num_threads(),
+            unsupported=None if self.device.type == "cpu" and dtype == torch.float32
+            else f"it runs float32 on the CPU, not {dtype} on {self.device}",
+        )
         self.backend = "native" if self.native is not None else "torch"
         self.sampler = NoiseSampler(
             config.noise, config.horizon, config.num_samples, self.generator, dtype, self.device,
@@ -113,24 +112,6 @@ class MPPI:
             self._stats = torch.empty(3)
         else:
             self._iterate = maybe_compile(self._iteration, config.compile)
-
-    def _native_problem(self, backend: Backend) -> NativeProblem | None:
-        """The native kernel's problem, or None where the torch path runs (see ``backend``)."""
-        if backend == "torch":
-            return None
-        reason = None
-        if self.device.type != "cpu" or self.dtype != torch.float32:
-            reason = f"it runs float32 on the CPU, not {self.dtype} on {self.device}"
-        reason = reason or native_supports(self.model, self.cost)
-        if reason is None:
-            try:
-                return NativeProblem(self.model, self.cost, self.low, self.high, torch.get_num_threads())
-            except NativeUnavailable as e:
-                reason = str(e)
-        if backend == "native":
-            raise ValueError(f"MPPI backend 'native' cannot run here: {reason}")
-        log.info("MPPI on the torch backend: the native kernel cannot run here (%s)", reason)
-        return None
 
     # -- the hot path ---------------------------------------------------------------------
     def _rollout(self, x0: Tensor, actions: Tensor) -> tuple[Tensor, Tensor | None]:
