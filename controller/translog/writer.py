@@ -90,7 +90,7 @@ class TransitionLog:
         self._writer: Writer | None = None
         self._channels: dict[str, int] = {}
         self._sequence = 0
-        self._opened_at = 0.0
+        self._opened_ns = 0
         self._open()  # in the caller's thread: an unwritable directory fails at start, loudly
         self._thread = threading.Thread(target=self._run, name="transition-log", daemon=True)
         self._thread.start()
@@ -181,22 +181,24 @@ class TransitionLog:
                 log.exception("transition log record not encodable, dropped")
             return
         if self._writer is None:  # the last file failed: start a fresh one
-            self._open()
-        elif self._due_for_rotation():
+            self._open(log_time)
+        elif self._due_for_rotation(log_time):
             # Rotate before writing, not after: an idle daemon leaves no empty files behind.
             self._finish()
-            self._open()
+            self._open(log_time)
         assert self._writer is not None
         self._sequence += 1
         self._writer.add_message(self._channels[topic], log_time, data, log_time, self._sequence)
         self.records_written += 1
 
-    def _due_for_rotation(self) -> bool:
+    def _due_for_rotation(self, log_time_ns: int) -> bool:
+        # Age by the records' own queue times, not by when this thread gets to them: a writer
+        # thread descheduled for a while must not merge records into one file.
         assert self._stream is not None
         too_big = self._stream.tell() >= self.rotate_bytes
-        return too_big or time.monotonic() - self._opened_at >= self.rotate_s
+        return too_big or (log_time_ns - self._opened_ns) * 1e-9 >= self.rotate_s
 
-    def _open(self) -> None:
+    def _open(self, opened_ns: int | None = None) -> None:
         while True:
             now = datetime.now(timezone.utc)
             stamp = now.strftime("%Y%m%dT%H%M%S") + f".{now.microsecond // 1000:03d}Z"
@@ -225,7 +227,7 @@ class TransitionLog:
         stream.flush()
         self._stream, self._writer = stream, writer
         self._sequence = 0
-        self._opened_at = time.monotonic()
+        self._opened_ns = time.time_ns() if opened_ns is None else opened_ns
         self.files.append(path)
 
     def _finish(self) -> None:
