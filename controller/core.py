@@ -170,7 +170,7 @@ class ControlCore:
         action = guard_action(action, state, self.params)
         self._last_action = action
         if self.delay is not None:
-            self.delay.record_array(action)
+            self.delay.record(action)
         total_ms = (time.perf_counter() - started) * 1e3
         return StepOutcome(
             action=action,

@@ -5,10 +5,10 @@ stamped t the actions sent in (t - tau, t] are still in flight and will drive th
 [t, t + tau); the planner should start from the state predicted through them. The dead time
 is rounded to a whole number n of control periods; the last n actions sent are kept.
 
-Two interfaces with the same meaning: ``predict``/``record`` on tensors (any ``Dynamics``),
-and ``predict_array``/``record_array`` on numpy arrays, which the control step uses: for the
-kinematic bicycle they evaluate the same equations on Python floats (a few microseconds for
-a single state, where a chain of tiny torch ops costs tens), else they go through torch.
+Two predictions with the same meaning: ``predict`` on tensors (any ``Dynamics``), and
+``predict_array`` on numpy arrays, which the control step uses: for the kinematic bicycle it
+evaluates the same equations on Python floats (a few microseconds for a single state, where a
+chain of tiny torch ops costs tens), else it goes through torch. ``record`` takes either.
 """
 
 from __future__ import annotations
@@ -46,14 +46,11 @@ class DelayCompensator:
         self._in_flight.clear()
         self._in_flight.extend(list(other._in_flight)[-self._in_flight.maxlen :])
 
-    def record(self, action: Tensor) -> None:
-        """Note an action just sent (once per control period)."""
+    def record(self, action: Tensor | np.ndarray) -> None:
+        """Note an action just sent (once per control period), a tensor or an array."""
         if self.active:
-            self._in_flight.append(action.detach().cpu().numpy().astype(np.float64))
-
-    def record_array(self, action: np.ndarray) -> None:
-        """``record`` for a numpy action."""
-        if self.active:
+            if isinstance(action, Tensor):
+                action = action.detach().cpu().numpy()
             self._in_flight.append(np.array(action, dtype=np.float64))
 
     def _pending(self) -> list[np.ndarray | None]:

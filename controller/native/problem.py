@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
@@ -20,6 +20,9 @@ from vehicle_models.kinematic import KinematicBicycle
 from vehicle_models.semi_parametric import SemiParametricModel
 
 log = logging.getLogger(__name__)
+
+#: A planner's ``backend`` setting: the kernel, torch, or the kernel where it can run.
+Backend = Literal["auto", "native", "torch"]
 
 MAX_LAYERS, MAX_WIDTH, MAX_FEATURES, MAX_OUTPUTS, MAX_MEMBERS = 6, 256, 16, 8, 16
 NX, NU = 5, 2
@@ -122,7 +125,7 @@ def supports(model: Any, cost: Any) -> str | None:
 
 def native_problem_for(
     planner: str,
-    backend: str,
+    backend: Backend,
     model: Any,
     cost: Any,
     low: Tensor,

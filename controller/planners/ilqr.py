@@ -23,13 +23,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
 
 from controller.costs import Cost, Quadratization
-from controller.native.problem import LANES, from_blocked, native_problem_for
+from controller.native.problem import LANES, Backend, from_blocked, native_problem_for
 from controller.planners.base import PlanResult, time_left
 from controller.planners.compile import maybe_compile
 from controller.planners.riccati import backward_pass
 from vehicle_models.dynamics import Dynamics
-
-Backend = Literal["auto", "native", "torch"]
 
 
 class ILQRConfig(BaseModel):
@@ -108,6 +106,13 @@ class ILQR:
             self._forward = maybe_compile(self._closed_loop, config.compile)
         else:
             self._forward = self._native_closed_loop
+            # Filled by every iteration and copied to float64 for the backward pass right away.
+            H, nx, nu, nz = config.horizon, self.nx, self.nu, self.nx + self.nu
+            self._A, self._B = torch.empty(H, nx, nx), torch.empty(H, nx, nu)
+            self._q = Quadratization(
+                torch.empty(H + 1, nz), torch.empty(H, nu), torch.empty(H + 1, nz, nz),
+                torch.empty(H, nu, nu), torch.empty(H, nu, nz),
+            )
 
     # -- rollouts ----------------------------------------------------------------------------
     def _closed_loop(
@@ -165,16 +170,10 @@ class ILQR:
         if self.native is None:
             A, B = self.model.linearize(X[:-1], U)
             return A, B, self.cost.quadratize(X, U, last)
-        H, nx, nu, nz = self.horizon, self.nx, self.nu, self.nx + self.nu
-        A, B = torch.empty(H, nx, nx), torch.empty(H, nx, nu)
         X, U = X.contiguous(), U.contiguous()
-        self.native.linearize(X[:-1], U, A, B)
-        q = Quadratization(
-            torch.empty(H + 1, nz), torch.empty(H, nu), torch.empty(H + 1, nz, nz),
-            torch.empty(H, nu, nu), torch.empty(H, nu, nz),
-        )
-        self.native.quadratize(X, U, last.contiguous(), q)
-        return A, B, q
+        self.native.linearize(X[:-1], U, self._A, self._B)
+        self.native.quadratize(X, U, last.contiguous(), self._q)
+        return self._A, self._B, self._q
 
     def _adjust_mu(self, increase: bool) -> None:
         c = self.config

@@ -23,13 +23,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
 
 from controller.costs import Cost
-from controller.native.problem import LANES, native_problem_for
+from controller.native.problem import LANES, Backend, native_problem_for
 from controller.planners.base import PlanResult, resolve_device, time_left
 from controller.planners.compile import maybe_compile
 from controller.planners.noise import NoiseConfig, NoiseSampler
 from vehicle_models.dynamics import Dynamics
-
-Backend = Literal["auto", "native", "torch"]
 
 
 class MPPIConfig(BaseModel):

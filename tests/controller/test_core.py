@@ -119,7 +119,7 @@ def test_float_delay_prediction_matches_the_torch_one() -> None:
         x = np.array([1.0, -2.0, 0.05, 9.0, 0.3])
         np.testing.assert_allclose(comp.predict_array(x), comp.predict(torch.from_numpy(x)).numpy(), atol=1e-12)
         for a in ([0.1, 1.0], [-0.2, -1.5]):
-            comp.record_array(np.array(a))
+            comp.record(np.array(a))
         np.testing.assert_allclose(comp.predict_array(x), comp.predict(torch.from_numpy(x)).numpy(), atol=1e-12)
 
 
