@@ -12,8 +12,8 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import torch
@@ -28,9 +28,9 @@ log = logging.getLogger(__name__)
 OK, FALLBACK, STOP = "ok", "fallback", "stop"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StepOutcome:
-    action: np.ndarray  #: (2,) steer_rate [rad/s], accel [m/s^2], guarded
+    action: tuple[float, float]  #: steer_rate [rad/s], accel [m/s^2], guarded
     status: str  #: "ok", "fallback" or "stop"
     solve_ms: float  #: time spent in the planner (0 when it was not called)
     deadline_missed: bool  #: the step took longer than the solve budget
@@ -40,9 +40,8 @@ class StepOutcome:
     reason: str = ""  #: why a fallback or stop happened
 
 
-def guard_action(action: np.ndarray, state: np.ndarray, params: BicycleParams) -> np.ndarray:
+def guard_action(action: Sequence[float], state: Sequence[float], params: BicycleParams) -> tuple[float, float]:
     """Clamp to the actuator limits; no steering past the end stops; NaN becomes zero."""
-    # Plain floats: a handful of comparisons, no array ops on the control path.
     rate, accel = float(action[Action.STEER_RATE]), float(action[Action.ACCEL])
     rate = min(max(rate, params.steer_rate_min), params.steer_rate_max) if math.isfinite(rate) else 0.0
     accel = min(max(accel, params.accel_min), params.accel_max) if math.isfinite(accel) else 0.0
@@ -51,29 +50,35 @@ def guard_action(action: np.ndarray, state: np.ndarray, params: BicycleParams) -
         rate = 0.0
     if (speed <= params.speed_min and accel < 0) or (speed >= params.speed_max and accel > 0):
         accel = 0.0
-    out = np.empty(len(Action))
-    out[Action.STEER_RATE], out[Action.ACCEL] = rate, accel
-    return out
+    return rate, accel
 
 
-def shift_actions(actions: np.ndarray, dt: float, elapsed: float) -> np.ndarray:
+def shift_actions(actions: np.ndarray, dt: float, elapsed: float, out: np.ndarray | None = None) -> np.ndarray:
     """``planners.base.shift_plan`` in numpy: the plan sampled at t*dt + elapsed, last held.
 
-    Linear interpolation between steps; a zero or negative ``elapsed`` returns a copy.
+    Linear interpolation between steps; a zero or negative ``elapsed`` returns a copy. Writes
+    into ``out`` (same shape) when given.
     """
     horizon = actions.shape[0]
+    if out is None:
+        out = np.empty_like(actions)
     if elapsed <= 0:
-        return actions.copy()
+        out[:] = actions
+        return out
     # Row i samples at i + s: between rows i + k and i + k + 1 at fraction f, the same k and f
     # for every row; rows at or past the end hold the last action. Slices, no index arrays.
     s = elapsed / dt
     k = math.floor(s)
     f = s - k
-    out = np.empty_like(actions)
+    if f > 1.0 - 1e-9:  # a whole number of steps, up to rounding: a plain copy
+        k, f = k + 1, 0.0
     inside = max(horizon - 1 - k, 0)
     if inside:
-        np.multiply(actions[k : k + inside], 1.0 - f, out=out[:inside])
-        out[:inside] += f * actions[k + 1 : k + 1 + inside]
+        if f < 1e-9:
+            out[:inside] = actions[k : k + inside]
+        else:
+            np.multiply(actions[k : k + inside], 1.0 - f, out=out[:inside])
+            out[:inside] += f * actions[k + 1 : k + 1 + inside]
     out[inside:] = actions[-1]
     return out
 
@@ -98,16 +103,26 @@ class ControlCore:
         self.stop_decel = stop_decel
         self.delay = delay
         self.state_dim = state_dim
+        self._allocate()
         self.reset()
 
     def reset(self) -> None:
         """New episode: no warm start, no actions in flight, fallback count cleared."""
         self._plan: np.ndarray | None = None  #: (H, nu) float64, the last fresh plan
         self._plan_stamp: float | None = None
-        self._last_action = np.zeros(len(Action))
+        self._last_np[:] = 0.0
         self.consecutive_fallbacks = 0
         if self.delay is not None:
             self.delay.reset()
+
+    def _allocate(self) -> None:
+        """The planner's inputs, as tensors sharing memory with numpy arrays (written in place)."""
+        self._x = torch.zeros(self.state_dim, dtype=torch.float64)
+        self._x_np = self._x.numpy()
+        self._last = torch.zeros(len(Action), dtype=torch.float64)
+        self._last_np = self._last.numpy()
+        self._warm = torch.zeros(self.planner.horizon, len(Action), dtype=torch.float64)
+        self._warm_np = self._warm.numpy()
 
     def replace_planner(self, planner: Planner, delay: DelayCompensator | None = None) -> None:
         """Swap the planner and the delay compensator (a reloaded model) between steps; the
@@ -116,59 +131,64 @@ class ControlCore:
             delay.take_in_flight(self.delay)
         self.planner = planner
         self.delay = delay
+        if planner.horizon != self._warm_np.shape[0]:
+            self._warm = torch.zeros(planner.horizon, len(Action), dtype=torch.float64)
+            self._warm_np = self._warm.numpy()
+            self._plan = None  # a plan of another length is no warm start for this planner
 
-    def _shifted_plan(self, stamp: float) -> np.ndarray | None:
+    def _shifted_plan(self, stamp: float) -> torch.Tensor | None:
+        """The last plan shifted to ``stamp``, in the warm-start buffer (None: no plan yet)."""
         if self._plan is None or self._plan_stamp is None:
             return None
         elapsed = min(max(stamp - self._plan_stamp, 0.0), self._plan.shape[0] * self.planner.dt)
-        return shift_actions(self._plan, self.planner.dt, elapsed)
+        shift_actions(self._plan, self.planner.dt, elapsed, out=self._warm_np)
+        return self._warm
 
-    def step(self, state: np.ndarray, stamp: float) -> StepOutcome:
-        """One control step from ``state`` (7,) (CommonRoad order; NaN where unmeasured).
+    def step(self, state: Sequence[float], stamp: float) -> StepOutcome:
+        """One control step from ``state`` (7 floats, CommonRoad order; NaN where unmeasured).
 
-        Everything around ``planner.plan`` is numpy and plain floats (a few microseconds);
-        the planner gets tensors that share memory with the arrays (no copies).
+        Around ``planner.plan`` there are only plain floats and a handful of numpy calls on
+        buffers allocated once: on a VM a library call made once per control period costs
+        10-30 times what it costs in a tight loop (cold caches), so each one counts. The
+        planner gets tensors that share memory with those buffers (planners copy their
+        inputs; none keeps them).
         """
         started = time.perf_counter()
-        x = np.array(state[: self.state_dim], dtype=np.float64)
-        if self.delay is not None:
-            x = self.delay.predict_array(x)
+        self._x_np[:] = state[: self.state_dim]
+        x = self._x
+        if self.delay is not None and self.delay.active:
+            x = torch.from_numpy(self.delay.predict_array(self._x_np))
         warm = self._shifted_plan(stamp)
         result: PlanResult | None = None
+        plan: np.ndarray | None = None
         reason = ""
         try:
-            result = self.planner.plan(
-                torch.from_numpy(x),
-                None if warm is None else torch.from_numpy(warm),
-                torch.from_numpy(self._last_action),
-                deadline=started + self.solve_budget_s,
-            )
+            result = self.planner.plan(x, warm, self._last, deadline=started + self.solve_budget_s)
+            # A copy: a planner may reuse the buffer behind result.actions on its next call.
+            plan = result.actions.numpy().astype(np.float64)
         except Exception as e:  # a failing planner must not take the daemon down
             log.exception("planner failed")
-            reason = f"planner failed: {type(e).__name__}: {e}"
+            reason, result = f"planner failed: {type(e).__name__}: {e}", None
         solve_ms = (time.perf_counter() - started) * 1e3
-        plan: np.ndarray | None = None
-        if result is not None:
-            # A copy: a planner may reuse the buffer behind result.actions on its next call.
-            plan = np.array(result.actions.detach().cpu(), dtype=np.float64)
-            if not np.isfinite(plan).all():
-                reason, result, plan = "planner returned non-finite actions", None, None
+        # One sum tells finite from not (a sum of actions within any sane limit cannot overflow).
+        if plan is not None and not math.isfinite(plan.sum()):
+            reason, result, plan = "planner returned non-finite actions", None, None
         if plan is not None:
             status = OK
             self.consecutive_fallbacks = 0
             self._plan, self._plan_stamp = plan, stamp
-            action = plan[0]
+            first = plan.item(0), plan.item(1)
         else:
             self.consecutive_fallbacks += 1
             if warm is not None and self.consecutive_fallbacks <= self.max_consecutive_fallbacks:
-                status, plan = FALLBACK, warm
-                action = warm[0]
+                status, plan = FALLBACK, self._warm_np.copy()
+                first = plan.item(0), plan.item(1)
             else:
                 status, plan = STOP, None
                 reason = reason or "no plan to fall back on"
-                action = self._stop_action(state)
-        action = guard_action(action, state, self.params)
-        self._last_action = action
+                first = self._stop_action(state)
+        action = guard_action(first, state, self.params)
+        self._last_np[:] = action
         if self.delay is not None:
             self.delay.record(action)
         total_ms = (time.perf_counter() - started) * 1e3
@@ -183,23 +203,11 @@ class ControlCore:
             reason=reason,
         )
 
-    def _stop_action(self, state: np.ndarray) -> np.ndarray:
+    def _stop_action(self, state: Sequence[float]) -> tuple[float, float]:
         """Controlled stop: hold the steering, brake at ``stop_decel`` until standstill."""
         moving = float(state[State.V]) > 0.0
-        return np.array([0.0, -self.stop_decel if moving else 0.0])
+        return 0.0, -self.stop_decel if moving else 0.0
 
     def after_reply(self) -> None:
         """Work between requests (noise for the next MPPI call)."""
         self.planner.prepare()
-
-
-_WIRE_NAMES = tuple(f.name.lower() for f in State)  # layout order
-
-
-def wire_state_vector(fields: Any) -> np.ndarray:
-    """(7,) state in CommonRoad order from named wire fields; absent optional fields are NaN.
-
-    ``fields``: anything with ``get(name)`` (a dict, or a ``protocol.VehicleStateMsg``).
-    """
-    get = fields.get
-    return np.array([math.nan if (v := get(name)) is None else v for name in _WIRE_NAMES], dtype=np.float64)

@@ -31,7 +31,7 @@ import zmq
 
 from controller import protocol as wire
 from controller.config import DaemonConfig
-from controller.core import ControlCore, StepOutcome, wire_state_vector
+from controller.core import ControlCore, StepOutcome
 from controller.protocol import ErrorCode, ProtocolError
 from controller.runtime import (
     LoadedModel,
@@ -117,8 +117,9 @@ class Daemon:
         self._watched_bundle: Path | None = runtime.model.source
         self._last_watch = 0.0
         # Work deferred until no request waits: step log records, then the planner's prepare().
-        self._deferred_records: list[tuple[int, wire.StepRequest, StepOutcome, float, float]] = []
+        self._deferred_records: list[tuple[int, wire.Step, StepOutcome, float, float]] = []
         self._prepare_due = False
+        self._decode = wire.Decoder(self.config.limits)
         self.context = zmq.Context.instance()
         self.socket = self.context.socket(zmq.ROUTER)
         self.socket.setsockopt(zmq.LINGER, 0)
@@ -196,7 +197,7 @@ class Daemon:
             except zmq.Again:
                 break
         received = time.time()
-        newest: dict[bytes, tuple[list[bytes], wire.StepRequest, float]] = {}
+        newest: dict[bytes, tuple[list[bytes], wire.Step, float]] = {}
         for frames in frames_list:
             self.stats.requests += 1
             if len(frames) < 2:
@@ -204,11 +205,11 @@ class Daemon:
             envelope, body = frames[:-1], frames[-1]
             started = time.perf_counter()
             try:
-                request = wire.decode_request(body, self.config.limits)
+                request = self._decode(body)
             except ProtocolError as e:
                 self._error(envelope, e.code, e.message, e.seq)
                 continue
-            if isinstance(request, wire.StepRequest):
+            if isinstance(request, wire.Step):
                 older = newest.get(envelope[0])
                 if older is not None:
                     self._error(older[0], ErrorCode.STALE, "superseded by a newer step request", older[1].seq)
@@ -234,7 +235,7 @@ class Daemon:
             self._event("error", code=code.value, message=message, seq=seq)
 
     # -- steps ---------------------------------------------------------------------------------
-    def _step(self, envelope: list[bytes], request: wire.StepRequest, received: float, started: float) -> None:
+    def _step(self, envelope: list[bytes], request: wire.Step, received: float, started: float) -> None:
         client = self.clients.setdefault(envelope[0], _Client())
         previous_stamp, previous_received = client.last_stamp, client.last_received
         client.last_received = received
@@ -255,8 +256,7 @@ class Daemon:
                 client.last_stamp = request.stamp
                 return
         client.last_stamp = request.stamp
-        assert request.state is not None
-        state = wire_state_vector(request.state)
+        state = request.state
         try:
             outcome = self.core.step(state, request.stamp)
         except Exception as e:  # the core guards the planner; this is a bug, not a crash
@@ -300,17 +300,16 @@ class Daemon:
                 self.log.step(self._record(episode, request, outcome, received, replied))
 
     def _record(
-        self, episode: int, request: wire.StepRequest, outcome: StepOutcome, received: float, replied: float
+        self, episode: int, request: wire.Step, outcome: StepOutcome, received: float, replied: float
     ) -> dict[str, Any]:
-        state = request.state or {}
         return {
             "episode": episode,
             "seq": request.seq,
             "stamp": request.stamp,
             "received": received,
             "replied": replied,
-            "state": {k: state.get(k) for k in ("x", "y", "steer", "v", "yaw", "yaw_rate", "slip")},
-            "action": {"steer_rate": float(outcome.action[0]), "accel": float(outcome.action[1])},
+            "state": request.state_fields(),
+            "action": {"steer_rate": outcome.action[0], "accel": outcome.action[1]},
             "status": outcome.status,
             "solve_ms": outcome.solve_ms,
             "deadline_missed": outcome.deadline_missed,

@@ -317,8 +317,81 @@ def test_encode_takes_models_and_keeps_a_null_seq() -> None:
     assert roundtrip(model) == wire.action_reply(1, "ok", 0.1, 0.2, 1.0, "k")
 
 
+# -- the daemon's decoder: a fast path for plain steps, the same answers as the validator ----------
+DECODE = wire.Decoder(LIMITS)
+
+
+def answer(decode, body: bytes) -> tuple:
+    """What a decoder makes of a body, in comparable form."""
+    try:
+        req = decode(body)
+    except ProtocolError as e:
+        return ("error", e.code, e.message, e.seq)
+    if isinstance(req, StepRequest):
+        req = wire.Step.of(req)
+    if isinstance(req, wire.Step):
+        types = (type(req.seq), type(req.stamp), *map(type, req.state))
+        return ("step", req.seq, req.stamp, req.state_fields(), req.want_plan, req.body, types)
+    return ("request", type(req), req.model_dump(), req.body)
+
+
+def decoders_agree(body: bytes) -> None:
+    assert answer(DECODE, body) == answer(lambda b: decode_request(b, LIMITS), body)
+
+
+def fast_path(body: bytes) -> wire.Step | None:
+    return DECODE._fast_step(msgpack.unpackb(body, strict_map_key=False))
+
+
+def test_plain_steps_take_the_fast_path_with_the_validators_values() -> None:
+    plain = [
+        step(),
+        step(stamp=2, seq=-3, version=PROTOCOL_VERSION, want_plan=True),
+        with_state(yaw_rate=0.2, slip=None, v=3, x=-400),
+    ]
+    for body in plain:
+        taken = fast_path(body)
+        assert taken is not None and answer(DECODE, body)[0] == "step"
+        decoders_agree(body)
+    taken = fast_path(with_state(yaw_rate=0.2))
+    assert taken.state[:6] == (1.0, -2.0, 0.01, 10.0, 0.3, 0.2)  # layout order: x y steer v yaw
+    assert math.isnan(taken.state[6]) and taken.state_fields()["slip"] is None
+    # Anything unusual goes the long way (and gets the validator's answer).
+    for body in (step(extra=1), with_state(wheel=[1, 2]), with_state(v=True), step(stamp=math.nan),
+                 with_state(v=200.0), step(version=2), with_state(yaw_rate="a")):
+        assert fast_path(body) is None
+        decoders_agree(body)
+
+
+number = (
+    st.floats()
+    | st.integers(-(2**64) + 1, 2**64 - 1)
+    | st.sampled_from([True, False, None, "1", 1e6, -1e6, 1e10, 150.0, math.pi / 2])
+)
+
+
+@settings(FUZZ, max_examples=1500)
+@given(
+    st.fixed_dictionaries(
+        {k: number for k in wire.STATE_FIELDS},
+        optional={"extra": number},
+    ),
+    st.fixed_dictionaries(
+        {"seq": number, "stamp": number},
+        optional={"version": st.sampled_from([1, 2, True, 1.0]), "want_plan": st.sampled_from([True, False, 1, None])},
+    ),
+)
+def test_fuzz_the_fast_path_answers_as_the_validator(state: dict, fields: dict) -> None:
+    try:
+        body = msgpack.packb({"type": "step", **fields, "state": state})
+    except (OverflowError, ValueError):
+        return
+    decoders_agree(body)
+
+
 # -- fuzz: nothing but ProtocolError, and what passes is finite and within bounds ------------------
 def check(body: bytes) -> None:
+    decoders_agree(body)
     try:
         req = decode_request(body, LIMITS)
     except ProtocolError as e:
