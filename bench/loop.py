@@ -3,8 +3,10 @@
 1. Overhead: round trip of step requests minus the daemon's solve time (transport, decoding,
    validation, the control step around the planner, reply; logging happens after the reply),
    against a bare ZeroMQ ROUTER echo in its own process, measured in the same run with the same
-   client and the same pacing. Two pacings: back to back (``--gap-ms`` between a reply and the
-   next request, 1 ms by default) and paced at the control rate (a request every
+   client and the same pacing, and under that the transport floor: the same body echoed over
+   a plain TCP loopback socket (no ZeroMQ, whose I/O threads add a hand-off on each side).
+   Two pacings: back to back (``--gap-ms`` between a reply and the next request, 1 ms by
+   default) and paced at the control rate (a request every
    ``--period-ms``, 50 ms by default, idle in between: on these VMs a call after an idle gap
    can be slower). Also the daemon's own view from its transition log: receipt to reply,
    minus solve.
@@ -22,12 +24,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import msgpack
 import numpy as np
 import torch
 
@@ -62,6 +66,51 @@ while True:
     if poller.poll(50):
         router.send_multipart(router.recv_multipart(), zmq.NOBLOCK)
 """
+
+
+#: The transport floor under ZeroMQ: the same bodies echoed over a plain TCP loopback socket.
+TCP_ECHO_SERVER = """
+import socket, sys
+server = socket.create_server(("127.0.0.1", int(sys.argv[1])))
+print("ready", flush=True)
+conn, _ = server.accept()
+conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+while data := conn.recv(65536):
+    conn.sendall(data)
+"""
+
+
+def tcp_round_trips(n: int, gap_s: float = 0.0, period_s: float = 0.0) -> np.ndarray:
+    """(n,) round trips [ms] of a step body over a plain TCP socket (no ZeroMQ), paced like
+    ``round_trips``."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-c", TCP_ECHO_SERVER, str(port)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        body = msgpack.packb({"type": "step", "seq": 0, "stamp": 0.0, "state": STATE})
+        out = np.empty(n)
+        with socket.create_connection(("127.0.0.1", port), timeout=5.0) as conn:
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            next_at = time.perf_counter()
+            for i in range(-3, n):  # three to warm up
+                if period_s and i >= 0:
+                    next_at += period_s
+                    time.sleep(max(0.0, next_at - time.perf_counter()))
+                t0 = time.perf_counter()
+                conn.sendall(body)
+                got = 0
+                while got < len(body):
+                    got += len(conn.recv(65536))
+                if i >= 0:
+                    out[i] = (time.perf_counter() - t0) * 1e3
+                if gap_s:
+                    time.sleep(gap_s)
+                if i == -1:
+                    next_at = time.perf_counter()
+        return out
+    finally:
+        proc.kill()
+        proc.wait(5)
 
 
 def start_daemon(tmp: Path, overrides: list[str]) -> tuple[subprocess.Popen, str]:
@@ -125,7 +174,9 @@ def daemon_side_ms(log_dir: Path) -> np.ndarray:
 
 
 def overhead(tmp: Path, n: int, n_paced: int, gap_s: float, period_s: float, threads: int, priority: int = 0) -> dict[str, np.ndarray]:
-    """Every series of the overhead table, measured in one run, the two servers alternating."""
+    """Every series of the overhead table, measured in one run, one server after another."""
+    tcp_b2b = tcp_round_trips(n, gap_s=gap_s)
+    tcp_paced = tcp_round_trips(n_paced, period_s=period_s)
     echo, echo_ep = echo_server(tmp)
     try:
         base_b2b = round_trips(echo_ep, n, gap_s=gap_s)
@@ -142,6 +193,8 @@ def overhead(tmp: Path, n: int, n_paced: int, gap_s: float, period_s: float, thr
         stop(proc)
     inside = daemon_side_ms(run / "logs")
     return {
+        "tcp_back_to_back": tcp_b2b,
+        "tcp_paced": tcp_paced,
         "echo_back_to_back": base_b2b,
         "echo_paced": base_paced,
         "daemon_back_to_back": b2b,
@@ -157,9 +210,11 @@ def summarise(t: np.ndarray) -> dict[str, float]:
 
 def print_overhead(series: dict[str, np.ndarray], gap_ms: float, period_ms: float) -> dict:
     rows = [
+        ("plain TCP echo, no ZeroMQ, back to back", "tcp_back_to_back", "echo_back_to_back"),
         (f"bare ZeroMQ echo, back to back ({gap_ms:g} ms gap)", "echo_back_to_back", "echo_back_to_back"),
         ("daemon step minus solve, back to back", "daemon_back_to_back", "echo_back_to_back"),
         ("  daemon side: receipt to reply - solve", "daemon_side_back_to_back", "echo_back_to_back"),
+        ("plain TCP echo, no ZeroMQ, paced", "tcp_paced", "echo_paced"),
         (f"bare ZeroMQ echo, paced ({period_ms:g} ms)", "echo_paced", "echo_paced"),
         ("daemon step minus solve, paced", "daemon_paced", "echo_paced"),
         ("  daemon side: receipt to reply - solve", "daemon_side_paced", "echo_paced"),
