@@ -151,3 +151,29 @@ def test_reloaded_model_brings_its_fitted_dead_time_and_keeps_the_actions_in_fli
     core.replace_planner(make_core(track)[1], new)
     assert core.delay is new
     np.testing.assert_allclose(new._pending()[-1], sent)  # the action in flight carried over
+
+
+def test_a_planner_of_another_horizon_starts_cold_and_plans_its_own_length(track) -> None:
+    core, _ = make_core(track)
+    x = state7(track)
+    assert core.step(x, 0.0).plan.shape == (20, 2)
+    cost = TrackCost(CostConfig(), track, PARAMS)
+    shorter = build_planner(MPPIConfig(num_samples=128, horizon=8, compile=False), KinematicBicycle(PARAMS, 0.05), cost, PARAMS)
+    core.replace_planner(shorter)
+    out = core.step(x, 0.05)
+    assert out.status == "ok" and out.plan.shape == (8, 2)
+    again = core.step(x, 0.10)  # warm-started from the 8-step plan
+    assert again.status == "ok" and again.plan.shape == (8, 2)
+
+
+def test_inputs_are_written_in_place_and_outcomes_do_not_alias(track) -> None:
+    core, _ = make_core(track)
+    x = state7(track)
+    first = core.step(x, 0.0)
+    kept = first.plan.copy()
+    x2 = x.copy()
+    x2[3] += 1.0
+    second = core.step(x2, 0.05)
+    np.testing.assert_array_equal(first.plan, kept)  # the next step did not overwrite it
+    assert second.plan is not first.plan
+    assert core._x_np[3] == x2[3]  # the planner saw the new state through the shared buffer
