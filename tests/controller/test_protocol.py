@@ -322,7 +322,8 @@ DECODE = wire.Decoder(LIMITS)
 
 
 def answer(decode, body: bytes) -> tuple:
-    """What a decoder makes of a body, in comparable form."""
+    """What a decoder makes of a body, in comparable form (the decoded map re-encoded: two
+    decodes of a NaN are two objects that compare unequal)."""
     try:
         req = decode(body)
     except ProtocolError as e:
@@ -331,8 +332,8 @@ def answer(decode, body: bytes) -> tuple:
         req = wire.Step.of(req)
     if isinstance(req, wire.Step):
         types = (type(req.seq), type(req.stamp), *map(type, req.state))
-        return ("step", req.seq, req.stamp, req.state_fields(), req.want_plan, req.body, types)
-    return ("request", type(req), req.model_dump(), req.body)
+        return ("step", req.seq, req.stamp, req.state_fields(), req.want_plan, msgpack.packb(req.body), types)
+    return ("request", type(req), req.model_dump(), msgpack.packb(req.body))
 
 
 def decoders_agree(body: bytes) -> None:
