@@ -10,7 +10,7 @@ Requests are pydantic models validated in strict mode (ints are accepted for flo
 booleans are not numbers); they are the schema and the validator of record. Magnitude bounds
 come from ``InputLimits`` at run time, so they are checked after validation.
 
-The daemon decodes with ``decode``: a step body made only of the fields this version knows,
+The daemon decodes with ``Decoder``: a step body made only of the fields this version knows,
 each of the exact wire type and within bounds, is taken on a plain-Python fast path straight
 to a ``Step``; every other body goes through ``decode_request``. The fast path only ever
 accepts (anything it is unsure of goes the long way, which gives the error), and a property
@@ -314,8 +314,10 @@ def _validate(obj: dict[Any, Any], limits: InputLimits) -> Request:
 
 #: State fields in the controller's layout order (CommonRoad: x, y, steer, v, yaw, ...).
 LAYOUT_FIELDS: tuple[str, ...] = tuple(f.name.lower() for f in State)
-_REQUIRED_STATE = frozenset(("x", "y", "yaw", "v", "steer"))
-_STEP_FIELDS = frozenset(("type", "seq", "stamp", "state", "version", "want_plan"))
+# What the fast path accepts, read off the models so that it follows the schema.
+_STEP_FIELDS = frozenset(StepRequest.model_fields)
+_STATE_SET = frozenset(VehicleStateMsg.model_fields)
+_REQUIRED_STATE = frozenset(k for k, f in VehicleStateMsg.model_fields.items() if f.is_required())
 _NAN = math.nan
 
 
@@ -338,9 +340,6 @@ class Step(NamedTuple):
         get = request.state.get
         state = tuple(_NAN if (v := get(k)) is None else float(v) for k in LAYOUT_FIELDS)
         return cls(request.seq, float(request.stamp), state, request.want_plan, request.body)
-
-
-_STATE_SET = frozenset(LAYOUT_FIELDS)
 
 
 class Decoder:
