@@ -121,7 +121,10 @@ class ControlCore:
         self._x_np = self._x.numpy()
         self._last = torch.zeros(len(Action), dtype=torch.float64)
         self._last_np = self._last.numpy()
-        self._warm = torch.zeros(self.planner.horizon, len(Action), dtype=torch.float64)
+        self._allocate_warm_start(self.planner.horizon)
+
+    def _allocate_warm_start(self, horizon: int) -> None:
+        self._warm = torch.zeros(horizon, len(Action), dtype=torch.float64)
         self._warm_np = self._warm.numpy()
 
     def replace_planner(self, planner: Planner, delay: DelayCompensator | None = None) -> None:
@@ -132,8 +135,7 @@ class ControlCore:
         self.planner = planner
         self.delay = delay
         if planner.horizon != self._warm_np.shape[0]:
-            self._warm = torch.zeros(planner.horizon, len(Action), dtype=torch.float64)
-            self._warm_np = self._warm.numpy()
+            self._allocate_warm_start(planner.horizon)
             self._plan = None  # a plan of another length is no warm start for this planner
 
     def _shifted_plan(self, stamp: float) -> torch.Tensor | None:
