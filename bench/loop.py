@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import msgpack
@@ -68,6 +69,19 @@ while True:
 """
 
 
+def paced(n: int, gap_s: float = 0.0, period_s: float = 0.0) -> Iterator[int]:
+    """0 .. n-1, each yielded once a request is due: ``period_s`` apart by the wall clock, or
+    ``gap_s`` after the previous one was served."""
+    next_at = time.perf_counter()
+    for i in range(n):
+        if period_s:
+            next_at += period_s
+            time.sleep(max(0.0, next_at - time.perf_counter()))
+        yield i
+        if gap_s:
+            time.sleep(gap_s)
+
+
 #: The transport floor under ZeroMQ: the same bodies echoed over a plain TCP loopback socket.
 TCP_ECHO_SERVER = """
 import socket, sys
@@ -91,22 +105,19 @@ def tcp_round_trips(n: int, gap_s: float = 0.0, period_s: float = 0.0) -> np.nda
         out = np.empty(n)
         with socket.create_connection(("127.0.0.1", port), timeout=5.0) as conn:
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            next_at = time.perf_counter()
-            for i in range(-3, n):  # three to warm up
-                if period_s and i >= 0:
-                    next_at += period_s
-                    time.sleep(max(0.0, next_at - time.perf_counter()))
+
+            def echo() -> float:
                 t0 = time.perf_counter()
                 conn.sendall(body)
                 got = 0
                 while got < len(body):
                     got += len(conn.recv(65536))
-                if i >= 0:
-                    out[i] = (time.perf_counter() - t0) * 1e3
-                if gap_s:
-                    time.sleep(gap_s)
-                if i == -1:
-                    next_at = time.perf_counter()
+                return (time.perf_counter() - t0) * 1e3
+
+            for _ in range(3):  # connection warm
+                echo()
+            for i in paced(n, gap_s, period_s):
+                out[i] = echo()
         return out
     finally:
         proc.kill()
@@ -142,11 +153,7 @@ def round_trips(endpoint: str, n: int, gap_s: float = 0.0, period_s: float = 0.0
         for i in range(3):  # connection set up, first-call paths warm
             client.send({"type": "step", "seq": -1 - i, "stamp": -1.0 + 0.01 * i, "state": STATE})
             client.receive(-1 - i, 5.0)
-        next_at = time.perf_counter()
-        for i in range(n):
-            if period_s:
-                next_at += period_s
-                time.sleep(max(0.0, next_at - time.perf_counter()))
+        for i in paced(n, gap_s, period_s):
             t0 = time.perf_counter()
             client.send({"type": "step", "seq": i, "stamp": 0.05 * i, "state": STATE})
             reply = client.receive(i, 5.0)
@@ -154,8 +161,6 @@ def round_trips(endpoint: str, n: int, gap_s: float = 0.0, period_s: float = 0.0
             if reply is None:
                 raise RuntimeError(f"no reply to step {i} within 5 s")
             out[i] = rtt - reply.get("solve_ms", 0.0)
-            if gap_s:
-                time.sleep(gap_s)
     return out
 
 
