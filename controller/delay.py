@@ -8,12 +8,13 @@ is rounded to a whole number n of control periods; the last n actions sent are k
 Two predictions with the same meaning: ``predict`` on tensors (any ``Dynamics``), and
 ``predict_array`` on numpy arrays, which the control step uses: for the kinematic bicycle it
 evaluates the same equations on Python floats (a few microseconds for a single state, where a
-chain of tiny torch ops costs tens), else it goes through torch. ``record`` takes either.
+chain of tiny torch ops costs tens), else it goes through torch. ``record`` takes any of them.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -46,8 +47,9 @@ class DelayCompensator:
         self._in_flight.clear()
         self._in_flight.extend(list(other._in_flight)[-self._in_flight.maxlen :])
 
-    def record(self, action: Tensor | np.ndarray) -> None:
-        """Note an action just sent (once per control period), a tensor or an array."""
+    def record(self, action: Tensor | np.ndarray | Sequence[float]) -> None:
+        """Note an action just sent (once per control period): a tensor, an array, or the
+        control step's ``(steer_rate, accel)`` pair."""
         if self.active:
             if isinstance(action, Tensor):
                 action = action.detach().cpu().numpy()
