@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from controller.track import load_track
-from sim.cars import CARS, make_true_car
+from sim.cars import CARS, make_true_car, reference_lap_for
 from sim.closed_loop import start_state
 from sim.episode import EpisodeConfig, SensorNoise, Summary, run_episode
 from sim.remote import ControllerClient, DaemonUnavailable
@@ -91,7 +91,9 @@ def drive(client: ControllerClient, args: argparse.Namespace) -> Summary:
             last_report[0] = tenth
             print(f"  {min(tenth * 10, 100):3d}%  t={n * args.period:6.1f} s  v={state[3]:5.2f} m/s", flush=True)
 
-    return run_episode(client, car, track, x0, config, sensor, on_step=progress)
+    summary = run_episode(client, car, track, x0, config, sensor, on_step=progress)
+    summary.reference_lap_s = reference_lap_for(track, load_params(args.vehicle)).time_s
+    return summary
 
 
 def report(summary: Summary, stats: dict | None, path: Path | None) -> None:

@@ -11,6 +11,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from controller.track import Track
+from controller.track.reference_lap import ReferenceLap, reference_lap
+from vehicle_models.params import BicycleParams
 from vehicle_models.true_car import CARS, TrueCar, default_car, load_true_car_config
 
 
@@ -42,4 +45,16 @@ def make_true_car(
     )
 
 
-__all__ = ["CARS", "make_true_car", "parse_overrides"]
+def reference_lap_for(track: Track, params: BicycleParams) -> ReferenceLap:
+    """The friction-limited reference lap of ``track`` with the vehicle's mu, acceleration,
+    power limit (v_switch) and top speed (docs/racing.md)."""
+    return reference_lap(
+        track,
+        mu=params.mu,
+        accel_max=params.accel_max,
+        v_switch=params.v_switch,
+        v_max=params.speed_max,
+    )
+
+
+__all__ = ["CARS", "make_true_car", "parse_overrides", "reference_lap_for"]
