@@ -20,6 +20,8 @@ import torch
 
 from controller.delay import DelayCompensator
 from controller.planners.base import Planner, PlanResult
+from controller.recovery import RecoveryMonitor, SafetyConfig, recovery_action
+from controller.traction import TractionConfig, traction_accel_bounds
 from vehicle_models.layout import Action, State
 from vehicle_models.params import BicycleParams
 
@@ -38,14 +40,24 @@ class StepOutcome:
     cost: float | None
     cost_terms: dict[str, float] = field(default_factory=dict)
     reason: str = ""  #: why a fallback or stop happened
+    recovery_started: bool = False  #: this step detected a loss of control (controller.recovery)
 
 
-def guard_action(action: Sequence[float], state: Sequence[float], params: BicycleParams) -> tuple[float, float]:
-    """Clamp to the actuator limits; no steering past the end stops; NaN becomes zero."""
+def guard_action(
+    action: Sequence[float],
+    state: Sequence[float],
+    params: BicycleParams,
+    traction: TractionConfig | None = None,
+) -> tuple[float, float]:
+    """Clamp to the actuator limits and, with ``traction``, to what the tyres transmit
+    (``controller.traction``); no steering past the end stops; NaN becomes zero."""
     rate, accel = float(action[Action.STEER_RATE]), float(action[Action.ACCEL])
     rate = min(max(rate, params.steer_rate_min), params.steer_rate_max) if math.isfinite(rate) else 0.0
     accel = min(max(accel, params.accel_min), params.accel_max) if math.isfinite(accel) else 0.0
     steer, speed = float(state[State.STEER]), float(state[State.V])
+    if traction is not None and traction.enabled and math.isfinite(steer) and math.isfinite(speed):
+        lowest, highest = traction_accel_bounds(speed, steer, params, traction)
+        accel = min(max(accel, lowest), highest)
     if (steer >= params.steer_max and rate > 0) or (steer <= params.steer_min and rate < 0):
         rate = 0.0
     if (speed <= params.speed_min and accel < 0) or (speed >= params.speed_max and accel > 0):
@@ -94,6 +106,7 @@ class ControlCore:
         stop_decel: float = 4.0,
         delay: DelayCompensator | None = None,
         state_dim: int = 5,
+        safety: SafetyConfig | None = None,
     ):
         self.planner = planner
         self.params = params
@@ -103,6 +116,9 @@ class ControlCore:
         self.stop_decel = stop_decel
         self.delay = delay
         self.state_dim = state_dim
+        self.safety = safety if safety is not None else SafetyConfig()
+        self.recovery = RecoveryMonitor(self.safety.recovery, params)
+        self._recoveries_seen = 0
         self._allocate()
         self.reset()
 
@@ -112,6 +128,7 @@ class ControlCore:
         self._plan_stamp: float | None = None
         self._last_np[:] = 0.0
         self.consecutive_fallbacks = 0
+        self.recovery.reset()
         if self.delay is not None:
             self.delay.reset()
 
@@ -156,6 +173,9 @@ class ControlCore:
         inputs; none keeps them).
         """
         started = time.perf_counter()
+        lost = self.recovery.update(state)
+        if lost is not None:
+            return self._recover(state, lost, started)
         self._x_np[:] = state[: self.state_dim]
         x = self._x
         if self.delay is not None and self.delay.active:
@@ -189,7 +209,7 @@ class ControlCore:
                 status, plan = STOP, None
                 reason = reason or "no plan to fall back on"
                 first = self._stop_action(state)
-        action = guard_action(first, state, self.params)
+        action = guard_action(first, state, self.params, self.safety.traction)
         self._last_np[:] = action
         if self.delay is not None:
             self.delay.record(action)
@@ -203,6 +223,20 @@ class ControlCore:
             cost=None if result is None else result.cost,
             cost_terms={} if result is None else result.cost_terms,
             reason=reason,
+        )
+
+    def _recover(self, state: Sequence[float], reason: str, started: float) -> StepOutcome:
+        """A step of the loss-of-control recovery (controller.recovery): no planning."""
+        entered, self._recoveries_seen = self.recovery.entries != self._recoveries_seen, self.recovery.entries
+        action = guard_action(recovery_action(state, self.safety.recovery), state, self.params)
+        self._last_np[:] = action
+        if self.delay is not None:
+            self.delay.record(action)
+        total_ms = (time.perf_counter() - started) * 1e3
+        return StepOutcome(
+            action=action, status=STOP, solve_ms=0.0,
+            deadline_missed=total_ms > self.solve_budget_s * 1e3, plan=None, cost=None,
+            reason=reason, recovery_started=entered,
         )
 
     def _stop_action(self, state: Sequence[float]) -> tuple[float, float]:

@@ -42,6 +42,7 @@ from vehicle_models.drift import (
     stable_drift_substep,
     wheel_ground_speeds,
 )
+from vehicle_models.angles import wrap_angle
 from vehicle_models.layout import ACTION_DIM, DYNAMIC_STATE_DIM, KINEMATIC_STATE_DIM, Action, State
 from vehicle_models.single_track import (
     KINEMATIC_BELOW_MPS,
@@ -364,8 +365,12 @@ class TrueCar:
 
     @property
     def state(self) -> np.ndarray:
-        """Vehicle state (7,) as reported on the wire, a copy."""
-        return self.plant.vehicle[:DYNAMIC_STATE_DIM].copy()
+        """Vehicle state (7,) as reported on the wire, a copy; slip wrapped to [-pi, pi)
+        (the models integrate it unwrapped through a spin)."""
+        x = self.plant.vehicle[:DYNAMIC_STATE_DIM].copy()
+        if abs(x[State.SLIP]) >= math.pi:
+            x[State.SLIP] = float(wrap_angle(x[State.SLIP]))
+        return x
 
     @property
     def wheel_speeds(self) -> tuple[float, float] | None:
