@@ -5,7 +5,8 @@
 
 ``demo`` starts ``python -m controller`` as a subprocess on a free loopback port, waits until
 it answers (the first start compiles the planner: up to a minute or two on a small CPU), drives
-the true car (dynamic single-track model with actuator lag) around the track, prints progress
+the true car (``--car``: std, CommonRoad's drift model with tyre limits, the default; st, the
+single-track model; both with actuator lag) around the track, prints progress
 and the summary, writes ``summary.json`` and the daemon's transition log under ``--out``, and
 stops the daemon with SIGTERM.
 
