@@ -76,11 +76,14 @@ def shared_tracks_dir() -> Path:
 
 
 @contextmanager
-def daemon(track: str, planner: str, overrides: list[str], log: Path) -> Iterator[str]:
+def daemon(
+    track: str, planner: str, overrides: list[str], log: Path, config: Path | None = None
+) -> Iterator[str]:
     """A daemon on a free loopback port for the duration; stopped (SIGTERM, then SIGKILL)."""
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     command = [sys.executable, "-m", "controller", "--bind", endpoint, "--track", track,
-               "--planner", planner, "--no-log", *(f"--set={s}" for s in overrides)]
+               "--planner", planner, "--no-log", *(["--config", str(config)] if config else []),
+               *(f"--set={s}" for s in overrides)]
     with open(log, "w") as out:
         proc = subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
     try:
@@ -168,13 +171,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--car", default="std", choices=("st", "std"))
     p.add_argument("--vehicle", default="passenger_car")
     p.add_argument("--true", action="append", default=[], metavar="PARAM=VALUE")
-    p.add_argument("--speed", type=float, default=10.0, help="start speed and cost.target_speed [m/s]")
+    p.add_argument("--speed", type=float, default=None,
+                   help="start speed and cost.target_speed [m/s] (default 10; with --config, the "
+                        "config's target speed and a 10 m/s start)")
+    p.add_argument("--config", type=Path, help="daemon config file (e.g. configs/race.yaml)")
     p.add_argument("--laps", type=float, default=1.0)
     p.add_argument("--period", type=float, default=0.05)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="daemon config override")
     p.add_argument("--out", type=Path, default=Path("runs/race"), help="daemon logs go here")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
+    target = [] if (args.config and args.speed is None) else [f"cost.target_speed={args.speed or 10.0}"]
+    args.speed = args.speed or 10.0
     torch.set_num_threads(1)
     args.out.mkdir(parents=True, exist_ok=True)
     tracks_dir = None
@@ -187,16 +195,18 @@ def main(argv: list[str] | None = None) -> int:
         track = load_track(path)
         reference = reference_lap_for(track, load_params(args.vehicle)).time_s
         for planner in args.planners.split(","):
-            overrides = [f"cost.target_speed={args.speed}", *args.set]
+            overrides = [*target, *args.set]
             if not args.quiet:
                 print(f"{track.name} ({track.length:.0f} m), {planner}, {args.car} car:", flush=True)
             started = time.perf_counter()
-            with daemon(str(path), planner, overrides, args.out / f"{track.name}-{planner}.log") as endpoint:
+            with daemon(str(path), planner, overrides, args.out / f"{track.name}-{planner}.log",
+                        args.config) as endpoint:
                 measured = drive_lap(endpoint, track, args)
             lap = measured["lap_time_s"]
             record = {
                 "track": track.name, "planner": planner, "rung": 0, "car": args.car,
-                "speed": args.speed, "ref_lap_s": reference,
+                "start_speed": args.speed, "config": str(args.config or "defaults"),
+                "ref_lap_s": reference,
                 # --laps 0.25 (a quick look) compares with a quarter of the reference
                 "ratio": None if lap is None else lap / (args.laps * reference),
                 **measured,
