@@ -65,6 +65,17 @@ class DaemonConfig(_Strict):
     stale_after_s: float = Field(
         1.0, gt=0, description="a step delayed this much more than the previous one (receipt vs stamp) is stale [s]"
     )
+    max_sessions: int = Field(
+        1, ge=1, le=64, description="cars served at once (one session each); more get a busy error"
+    )
+    session_idle_s: float = Field(
+        2.0, gt=0, description="a session silent this long gives its place to a new car [s]"
+    )
+    admin_bind: str | None = Field(
+        None,
+        description="ipc:// endpoint for reload and resetting another session; when set, the "
+        "main endpoint refuses them (forbidden)",
+    )
     vehicle: str = Field("passenger_car", description="named parameter set or YAML path")
     track: str = Field("circle", description="built-in track name or TUM CSV path")
     planner: PlannerConfig = Field(default_factory=MPPIConfig)
@@ -85,6 +96,12 @@ class DaemonConfig(_Strict):
     def _planner_step_fits(self) -> DaemonConfig:
         if not 0 < self.planner.dt <= self.control_period * 20:
             raise ValueError("planner.dt: must be positive and at most 20 control periods")
+        return self
+
+    @model_validator(mode="after")
+    def _admin_is_ipc(self) -> DaemonConfig:
+        if self.admin_bind is not None and not self.admin_bind.startswith("ipc://"):
+            raise ValueError("admin_bind: must be an ipc:// endpoint (protected by file permissions)")
         return self
 
     @property

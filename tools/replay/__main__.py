@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from controller.track import TrackFormatError, load_track
-from controller.translog import LogError, events, export, load_steps
+from controller.translog import LogError, events, export, load_steps, write_table
 from tools.replay import plots
 from tools.replay.analysis import analyse, prediction_error_curve
 from tools.sysid.data import DataError, control_period
@@ -50,12 +50,22 @@ def _model(args: argparse.Namespace, period: float):
     return f"kinematic ({args.vehicle})", KinematicBicycle(load_params(args.vehicle), period)
 
 
+def one_session(steps, session: str | None):
+    """The steps of ``session``; of the only session when none is named (one car's run)."""
+    if session is not None:
+        return steps.of_session(session)
+    sessions = steps.sessions()
+    if len(sessions) > 1:
+        raise LogError(f"the log holds {len(sessions)} cars' sessions ({', '.join(sessions)}); pick one with --session")
+    return steps
+
+
 def cmd_report(args: argparse.Namespace, logs_sets: list[list[str]]) -> int:
     track = load_track(args.track)
     args.out.mkdir(parents=True, exist_ok=True)
     runs, summaries, curves = [], {}, []
     for logs in logs_sets:
-        steps = load_steps(logs)
+        steps = one_session(load_steps(logs), args.session)
         first = Path(logs[0])
         name = first.parent.name if first.name == "logs" else first.stem
         name = name if len(logs) == 1 else f"{name}+"
@@ -98,14 +108,20 @@ def main(argv: list[str] | None = None) -> int:
         c.add_argument("--out", type=Path, required=True)
         c.add_argument("--model", help="model bundle for the prediction-error figure")
         c.add_argument("--vehicle", default="passenger_car", help="kinematic model without --model")
+        c.add_argument("--session", help="the car's session id (stats or `python -m controller.translog info`); needed when a log holds several")
     e = sub.add_parser("export", help="step records as Parquet or CSV")
     e.add_argument("logs", nargs="+")
     e.add_argument("--format", choices=("parquet", "csv"), default="parquet")
     e.add_argument("--out", required=True)
+    e.add_argument("--session", help="only this session's steps")
     args = p.parse_args(argv)
     try:
         if args.command == "export":
-            print(f"wrote {export(args.logs, args.out, args.format)} rows to {args.out}")
+            if args.session is None:
+                print(f"wrote {export(args.logs, args.out, args.format)} rows to {args.out}")
+            else:
+                rows = write_table(load_steps(args.logs).of_session(args.session), args.out, args.format)
+                print(f"wrote {rows} rows to {args.out}")
             return 0
         sets = [args.logs] if args.command == "report" else [[args.run_a], [args.run_b]]
         return cmd_report(args, sets)
