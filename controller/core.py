@@ -20,6 +20,7 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -100,6 +101,7 @@ class CarState:
     plan_stamp: float | None = None
     consecutive_fallbacks: int = 0
     generation: int = 0  #: the core's planner generation this state was brought up to
+    solver: Any = None  #: the planner's own carry-over (iLQR's regularisation); None: fresh
 
     @classmethod
     def fresh(cls, delay: DelayCompensator | None, generation: int = 0) -> CarState:
@@ -111,6 +113,7 @@ class CarState:
         self.plan, self.plan_stamp = None, None
         self.last_np[:] = 0.0
         self.consecutive_fallbacks = 0
+        self.solver = None
         if self.delay is not None:
             self.delay.reset()
 
@@ -142,6 +145,7 @@ class ControlCore:
         self.stop_decel = stop_decel
         self.delay = delay
         self.state_dim = state_dim
+        self._carries_state = hasattr(planner, "solver_state")  #: e.g. iLQR's regularisation
         self._generation = 0  #: counts planner swaps; a car older than this is adopted first
         self._allocate()
         self.car = self.new_car()  #: the car ``step`` drives when it is given none
@@ -174,6 +178,7 @@ class ControlCore:
         car's warm start and actions in flight carry over (``_adopt``, at its next step)."""
         self.planner = planner
         self.delay = delay
+        self._carries_state = hasattr(planner, "solver_state")
         self._generation += 1
         if planner.horizon != self._warm_np.shape[0]:
             self._allocate_warm_start(planner.horizon)
@@ -188,6 +193,7 @@ class ControlCore:
         car.delay = own
         if car.plan is not None and car.plan.shape[0] != self._warm_np.shape[0]:
             car.plan = None
+        car.solver = None  # another planner's carry-over means nothing to this one
         car.generation = self._generation
 
     def _shifted_plan(self, car: CarState, stamp: float) -> torch.Tensor | None:
@@ -225,7 +231,11 @@ class ControlCore:
         plan: np.ndarray | None = None
         reason = ""
         try:
+            if self._carries_state:  # the planner's carry-over is this car's, not the last car's
+                self.planner.set_solver_state(car.solver)
             result = self.planner.plan(x, warm, car.last, deadline=started + budget_s)
+            if self._carries_state:
+                car.solver = self.planner.solver_state()
             # A copy: a planner may reuse the buffer behind result.actions on its next call.
             plan = result.actions.numpy().astype(np.float64)
         except Exception as e:  # a failing planner must not take the daemon down
