@@ -98,6 +98,16 @@ def drive(client: ControllerClient, args: argparse.Namespace) -> Summary:
     return run_episode(client, car, track, x0, config, sensor, on_step=progress)
 
 
+def log_warnings(stats: dict) -> list[str]:
+    """Warnings about the daemon's transition log from its stats (records lost, write errors)."""
+    health = stats.get("log") or {}
+    dropped, errors = health.get("records_dropped", 0), health.get("write_errors", 0)
+    if not dropped and not errors:
+        return []
+    return [f"  WARNING: the daemon's transition log dropped {dropped} records ({errors} write errors; "
+            f"last: {health.get('last_error')}); this run's log is incomplete"]
+
+
 def report(summary: Summary, stats: dict | None, path: Path | None) -> None:
     print("\n".join(summary.lines()))
     if stats:
@@ -105,6 +115,8 @@ def report(summary: Summary, stats: dict | None, path: Path | None) -> None:
               f"p99 {stats.get('solve_ms_p99', 0):.2f} ms, deadline misses {stats.get('deadline_misses')}, "
               f"model {stats.get('model')}")
         summary.extra.update({k: float(v) for k, v in stats.items() if isinstance(v, (int, float))})
+        for line in log_warnings(stats):
+            print(line)
     if path:
         summary.to_json(path)
         print(f"summary written to {path}")

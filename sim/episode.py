@@ -201,7 +201,10 @@ def run_episode(
             break
         if config.realtime:
             clock += period
-            time.sleep(max(0.0, clock - time.perf_counter()))
+            now = time.perf_counter()
+            if clock < now - period:  # an outage (timeouts) put us behind: keep to the wall
+                clock = now  # clock from here, never a catch-up burst of steps
+            time.sleep(max(0.0, clock - now))
         s, lat, off = locate(state)
         progress += (s - s_prev + 0.5 * length) % length - 0.5 * length
         s_prev = s

@@ -264,7 +264,10 @@ class TransitionLog:
         try:
             writer = self._start(stream)
         except BaseException:  # e.g. no space for the header: leave no empty file behind
-            stream.close()
+            try:
+                stream.close()  # flushes again, and fails again on a full disk
+            except OSError:
+                pass
             path.unlink(missing_ok=True)
             raise
         self._stream, self._writer = stream, writer

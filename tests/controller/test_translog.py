@@ -448,3 +448,26 @@ def test_cli_as_a_process_exits_2_without_traceback(tmp_path: Path) -> None:
         cwd=ROOT,
     )
     assert out.returncode == 2 and "empty file" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_a_directory_gone_bad_backs_off_counts_drops_and_reports_health(tmp_path: Path) -> None:
+    """The log directory replaced by a plain file (a real fault, for root too): each failure
+    is counted, new files are tried only after a back-off, and health() says so."""
+    directory = tmp_path / "logs"
+    log = TransitionLog(directory, rotate_s=0.05, flush_s=0.05)
+    log.step(make_record(seq=0))
+    deadline = time.monotonic() + 5
+    while log.records_written < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    directory.rename(tmp_path / "moved")
+    directory.write_text("not a directory")
+    time.sleep(0.06)  # past rotate_s: the next record needs a new file
+    for seq in range(1, 201):
+        log.step(make_record(seq=seq))
+    while log.records_dropped < 200 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    health = log.health()
+    log.close()
+    assert health["records_dropped"] == 200 and health["records_written"] == 1, health
+    assert health["write_errors"] == 1  # one attempt, then the back-off: not one per record
+    assert health["last_error"].startswith("open: NotADirectoryError") and health["files"] == 1
