@@ -471,3 +471,21 @@ def test_a_directory_gone_bad_backs_off_counts_drops_and_reports_health(tmp_path
     assert health["records_dropped"] == 200 and health["records_written"] == 1, health
     assert health["write_errors"] == 1  # one attempt, then the back-off: not one per record
     assert health["last_error"].startswith("open: NotADirectoryError") and health["files"] == 1
+
+
+def test_cli_says_when_a_file_has_no_footer(tmp_path: Path, capsys) -> None:
+    """A file copied while the writer still had it open reads like one of a killed daemon."""
+    log = TransitionLog(tmp_path / "live", flush_s=0.05)
+    for seq in range(5):
+        log.step(make_record(seq=seq))
+    deadline = time.monotonic() + 5
+    while log.records_written < 5 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.2)  # flushed
+    (tmp_path / "killed").mkdir()
+    copy = tmp_path / "killed" / log.files[0].name
+    copy.write_bytes(log.files[0].read_bytes())
+    log.close()
+    assert cli(["info", str(copy)]) == 0
+    out = capsys.readouterr().out
+    assert "5 steps" in out and "no footer" in out and copy.name in out

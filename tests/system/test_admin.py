@@ -60,3 +60,33 @@ def test_admin_requests_only_on_the_owner_only_admin_socket(start_daemon, tmp_pa
         assert admin.reset()["code"] == "missing_field"  # the admin endpoint drives no car
         assert car.stats()["episode"] == 1
         assert car.step(2, 0.5, STATE, timeout_s=5.0).status == "ok"  # its stamps started over
+
+
+def test_a_bundle_whose_weights_hold_objects_is_refused_naming_the_file(tmp_path: Path) -> None:
+    import hashlib
+    import json
+    import os
+
+    import pytest
+    import torch
+
+    from vehicle_models.bundle import BundleError, load_bundle
+    from vehicle_models.residual import ResidualConfig, ResidualEnsemble
+
+    class Crafted:
+        def __reduce__(self):
+            return (os.getcwd, ())
+
+    bundle = save_bundle(
+        ModelBundle("v2", load_params("passenger_car"), ResidualEnsemble(4, 5, ResidualConfig(), seed=0)), tmp_path / "v2"
+    )
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    weights = bundle / manifest["residual"]["weights_file"]
+    torch.save({"payload": Crafted()}, weights)
+    manifest["residual"]["sha256"] = hashlib.sha256(weights.read_bytes()).hexdigest()  # a crafted bundle is consistent
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError) as refused:
+        load_bundle(bundle)
+    message = str(refused.value)
+    assert str(weights) in message and "never unpickled" in message and "getcwd" in message
+    assert "weights_only=False" not in message and "weights_only` set to `False" not in message
