@@ -23,6 +23,7 @@ from controller.costs import CostConfig
 from controller.planners.mppi import MPPIConfig
 from controller.planners.registry import PlannerConfig
 from controller.protocol import InputLimits
+from controller.recovery import SafetyConfig
 from controller.security import SecurityConfig
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "daemon.yaml"
@@ -84,6 +85,7 @@ class DaemonConfig(_Strict):
     log: LogSettings = LogSettings()
     limits: InputLimits = InputLimits()
     security: SecurityConfig = SecurityConfig()
+    safety: SafetyConfig = SafetyConfig()  # traction guard, loss-of-control recovery (docs/racing.md)
     threads: int = Field(
         2, ge=1, description="threads of the planner (native kernel and torch intra-op)"
     )

@@ -97,15 +97,24 @@ class Summary:
     late_replies: int
     mode: str
     extra: dict[str, float] = field(default_factory=dict)
+    lap_times_s: list[float] = field(default_factory=list)  #: each completed lap [s]
+    reference_lap_s: float | None = None  #: friction-limited flying lap (reference_lap) [s]
 
     def to_json(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(asdict(self), indent=2) + "\n")
 
     def lines(self) -> list[str]:
         lap = f"{self.lap_time_s:.2f} s" if self.lap_time_s is not None else "not completed"
-        return [
+        lines = [
             f"track {self.track}: {self.end_reason} after {self.steps} steps ({self.mode})",
             f"  lap time            {lap}",
+        ]
+        if self.reference_lap_s:
+            each = ", ".join(
+                f"{t:.2f} s ({t / self.reference_lap_s:.2f}x)" for t in self.lap_times_s
+            ) or "none completed"
+            lines.append(f"  each lap            {each} of the {self.reference_lap_s:.2f} s reference")
+        return lines + [
             f"  lateral offset      mean {self.mean_abs_lateral_m:.3f} m, max {self.max_abs_lateral_m:.3f} m",
             f"  time off track      {self.offtrack_s:.2f} s",
             f"  mean speed          {self.mean_speed_mps:.2f} m/s",
@@ -165,6 +174,7 @@ def run_episode(
     progress, lateral, speeds, offtrack = 0.0, [abs(lat)], [state[State.V]], [off]
     rtt, solve = [], []
     counts = dict(fallback=0, stop=0, error=0, timeout=0, late=0)
+    lap_ends: list[float] = []
     offtrack_run = 0.0
     end_reason, lap_time = "step_limit", None
     clock = time.perf_counter()
@@ -212,6 +222,8 @@ def run_episode(
         speeds.append(state[State.V])
         offtrack.append(off)
         offtrack_run = offtrack_run + period if off else 0.0
+        if progress >= (len(lap_ends) + 1) * length:
+            lap_ends.append(sim_time)
         if on_step is not None:
             on_step(n, state, progress)
         if progress >= config.laps * length:
@@ -239,4 +251,5 @@ def run_episode(
         timeouts=counts["timeout"],
         late_replies=counts["late"],
         mode="real-time" if config.realtime else "lockstep",
+        lap_times_s=np.diff([0.0, *lap_ends]).tolist(),
     )
