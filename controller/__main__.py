@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         runtime = build_runtime(config)
         transition_log = (
             TransitionLog(
-                config.log.dir,
+                config.log.path,
                 rotate_bytes=int(config.log.rotate_mb * (1 << 20)),
                 rotate_s=config.log.rotate_s,
                 flush_s=config.log.flush_s,
