@@ -57,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     from controller.daemon import Daemon
     from controller.runtime import build_runtime
     from controller.security import InsecureBindError, check_bind_allowed
+    from controller.track.identity import describe as describe_track
     from controller.translog import TransitionLog
 
     try:
@@ -68,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
                 rotate_bytes=int(config.log.rotate_mb * (1 << 20)),
                 rotate_s=config.log.rotate_s,
                 flush_s=config.log.flush_s,
+                track=describe_track(runtime.track, config.track),
             )
             if config.log.enabled
             else None
