@@ -62,6 +62,10 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         check_bind_allowed(config.bind, config.security)  # before the slow warm-up
+        logging.getLogger("controller").info(
+            "loading track %s (a real track's projection grid takes seconds) and building planner %s "
+            "(the first run compiles the native kernel, about 2 s, cached)", config.track, config.planner.kind
+        )
         runtime = build_runtime(config)
         transition_log = (
             TransitionLog(
