@@ -11,6 +11,7 @@ them.
 from __future__ import annotations
 
 import difflib
+import os
 import types
 import typing
 from pathlib import Path
@@ -27,6 +28,8 @@ from controller.recovery import SafetyConfig
 from controller.security import SecurityConfig
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "daemon.yaml"
+#: Outside any checkout: a daemon started from the repository must not write into it.
+DEFAULT_LOG_DIR = "~/.local/state/vehicle-mpc/logs"
 
 
 class ConfigError(ValueError):
@@ -48,10 +51,18 @@ class ModelSettings(_Strict):
 
 class LogSettings(_Strict):
     enabled: bool = True
-    dir: str = Field("logs", description="directory of the transition log files")
+    dir: str = Field(
+        DEFAULT_LOG_DIR,
+        description="directory of the transition log files; ~ and $VARS are expanded",
+    )
     rotate_mb: float = Field(64.0, gt=0, description="start a new file beyond this size [MiB]")
     rotate_s: float = Field(600.0, gt=0, description="start a new file after this long [s]")
     flush_s: float = Field(0.5, gt=0, description="records reach the OS at least this often [s]")
+
+    @property
+    def path(self) -> Path:
+        """``dir`` with ``~`` and environment variables expanded."""
+        return Path(os.path.expandvars(self.dir)).expanduser()
 
 
 class DaemonConfig(_Strict):
