@@ -27,6 +27,8 @@ import torch
 
 from controller.delay import DelayCompensator
 from controller.planners.base import Planner, PlanResult
+from controller.recovery import RecoveryMonitor, SafetyConfig, recovery_action
+from controller.traction import TractionConfig, traction_accel_bounds
 from vehicle_models.layout import Action, State
 from vehicle_models.params import BicycleParams
 
@@ -45,14 +47,24 @@ class StepOutcome:
     cost: float | None
     cost_terms: dict[str, float] = field(default_factory=dict)
     reason: str = ""  #: why a fallback or stop happened
+    recovery_started: bool = False  #: this step detected a loss of control (controller.recovery)
 
 
-def guard_action(action: Sequence[float], state: Sequence[float], params: BicycleParams) -> tuple[float, float]:
-    """Clamp to the actuator limits; no steering past the end stops; NaN becomes zero."""
+def guard_action(
+    action: Sequence[float],
+    state: Sequence[float],
+    params: BicycleParams,
+    traction: TractionConfig | None = None,
+) -> tuple[float, float]:
+    """Clamp to the actuator limits and, with ``traction``, to what the tyres transmit
+    (``controller.traction``); no steering past the end stops; NaN becomes zero."""
     rate, accel = float(action[Action.STEER_RATE]), float(action[Action.ACCEL])
     rate = min(max(rate, params.steer_rate_min), params.steer_rate_max) if math.isfinite(rate) else 0.0
     accel = min(max(accel, params.accel_min), params.accel_max) if math.isfinite(accel) else 0.0
     steer, speed = float(state[State.STEER]), float(state[State.V])
+    if traction is not None and traction.enabled and math.isfinite(steer) and math.isfinite(speed):
+        lowest, highest = traction_accel_bounds(speed, steer, params, traction)
+        accel = min(max(accel, lowest), highest)
     if (steer >= params.steer_max and rate > 0) or (steer <= params.steer_min and rate < 0):
         rate = 0.0
     if (speed <= params.speed_min and accel < 0) or (speed >= params.speed_max and accel > 0):
@@ -97,6 +109,7 @@ class CarState:
     last: torch.Tensor  #: (nu,) float64, the last action sent (shares memory with last_np)
     last_np: np.ndarray
     delay: DelayCompensator | None  #: this car's actions in flight (its own queue)
+    recovery: RecoveryMonitor  #: whether this car is in a loss-of-control recovery
     plan: np.ndarray | None = None  #: (H, nu) float64, the last fresh plan
     plan_stamp: float | None = None
     consecutive_fallbacks: int = 0
@@ -104,9 +117,11 @@ class CarState:
     solver: Any = None  #: the planner's own carry-over (iLQR's regularisation); None: fresh
 
     @classmethod
-    def fresh(cls, delay: DelayCompensator | None, generation: int = 0) -> CarState:
+    def fresh(
+        cls, delay: DelayCompensator | None, recovery: RecoveryMonitor, generation: int = 0
+    ) -> CarState:
         last = torch.zeros(len(Action), dtype=torch.float64)
-        return cls(last, last.numpy(), _own_delay(delay), generation=generation)
+        return cls(last, last.numpy(), _own_delay(delay), recovery, generation=generation)
 
     def reset(self) -> None:
         """New episode: no warm start, no actions in flight, fallback count cleared."""
@@ -114,6 +129,7 @@ class CarState:
         self.last_np[:] = 0.0
         self.consecutive_fallbacks = 0
         self.solver = None
+        self.recovery.reset()
         if self.delay is not None:
             self.delay.reset()
 
@@ -136,6 +152,7 @@ class ControlCore:
         stop_decel: float = 4.0,
         delay: DelayCompensator | None = None,
         state_dim: int = 5,
+        safety: SafetyConfig | None = None,
     ):
         self.planner = planner
         self.params = params
@@ -145,6 +162,7 @@ class ControlCore:
         self.stop_decel = stop_decel
         self.delay = delay
         self.state_dim = state_dim
+        self.safety = safety if safety is not None else SafetyConfig()
         self._carries_state = hasattr(planner, "solver_state")  #: e.g. iLQR's regularisation
         self._generation = 0  #: counts planner swaps; a car older than this is adopted first
         self._allocate()
@@ -152,7 +170,8 @@ class ControlCore:
 
     def new_car(self) -> CarState:
         """A car's state for a new session: no warm start, nothing in flight."""
-        return CarState.fresh(self.delay, self._generation)
+        recovery = RecoveryMonitor(self.safety.recovery, self.params)
+        return CarState.fresh(self.delay, recovery, self._generation)
 
     def reset(self, car: CarState | None = None) -> None:
         """New episode of ``car`` (default: the core's own); other cars are untouched."""
@@ -222,6 +241,10 @@ class ControlCore:
         budget_s = self.solve_budget_s if budget_s is None else budget_s
         if car.generation != self._generation:
             self._adopt(car)
+        recoveries_before = car.recovery.entries
+        lost = car.recovery.update(state)
+        if lost is not None:
+            return self._recover(car, state, lost, started, budget_s, car.recovery.entries != recoveries_before)
         self._x_np[:] = state[: self.state_dim]
         x = self._x
         if car.delay is not None and car.delay.active:
@@ -259,7 +282,7 @@ class ControlCore:
                 status, plan = STOP, None
                 reason = reason or "no plan to fall back on"
                 first = self._stop_action(state)
-        action = guard_action(first, state, self.params)
+        action = guard_action(first, state, self.params, self.safety.traction)
         car.last_np[:] = action
         if car.delay is not None:
             car.delay.record(action)
@@ -273,6 +296,21 @@ class ControlCore:
             cost=None if result is None else result.cost,
             cost_terms={} if result is None else result.cost_terms,
             reason=reason,
+        )
+
+    def _recover(
+        self, car: CarState, state: Sequence[float], reason: str, started: float, budget_s: float, entered: bool
+    ) -> StepOutcome:
+        """A step of the loss-of-control recovery (controller.recovery): no planning."""
+        action = guard_action(recovery_action(state, self.safety.recovery), state, self.params)
+        car.last_np[:] = action
+        if car.delay is not None:
+            car.delay.record(action)
+        total_ms = (time.perf_counter() - started) * 1e3
+        return StepOutcome(
+            action=action, status=STOP, solve_ms=0.0,
+            deadline_missed=total_ms > budget_s * 1e3, plan=None, cost=None,
+            reason=reason, recovery_started=entered,
         )
 
     def _stop_action(self, state: Sequence[float]) -> tuple[float, float]:

@@ -102,6 +102,7 @@ class Stats:
             "ok": self.status["ok"],
             "fallbacks": self.status["fallback"],
             "stops": self.status["stop"],
+            "recoveries": self.status["recovery"],  # loss of control detected (controller.recovery)
             "errors": sum(self.errors.values()),
             "errors_by_code": dict(self.errors),
             "flood_dropped": self.flood_dropped,
@@ -416,6 +417,7 @@ class Daemon:
         assert outcome is not None
         self.stats.steps += 1
         self.stats.status[outcome.status] += 1
+        self.stats.status["recovery"] += outcome.recovery_started
         self.stats.solve_ms.append(outcome.solve_ms)
         self.stats.handle_ms.append(handle_ms)
         if outcome.deadline_missed:

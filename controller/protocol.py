@@ -86,7 +86,9 @@ class InputLimits(BaseModel):
     max_abs_steer_rad: float = Field(math.pi / 2, gt=0, description="|steer| [rad]")
     max_abs_yaw_rad: float = Field(1e3, gt=0, description="|yaw| [rad]; yaw may be unwrapped")
     max_abs_yaw_rate_radps: float = Field(20.0, gt=0, description="|yaw_rate| [rad/s]")
-    max_abs_slip_rad: float = Field(math.pi / 2, gt=0, description="|slip| [rad]")
+    max_abs_slip_rad: float = Field(
+        math.pi, gt=0, description="|slip| [rad]; a sliding or spinning car reaches +-pi"
+    )
     max_abs_stamp_s: float = Field(1e10, gt=0, description="|stamp| [s]")
 
 

@@ -14,8 +14,10 @@ from typing import Any
 
 STEP_TOPIC = "/controller/step"
 EVENT_TOPIC = "/controller/event"
+TRACK_TOPIC = "/controller/track"  #: once at the start of each file (controller.track.identity)
 STEP_SCHEMA_NAME = "vehicle_mpc.Step"
 EVENT_SCHEMA_NAME = "vehicle_mpc.Event"
+TRACK_SCHEMA_NAME = "vehicle_mpc.Track"
 
 #: State and action fields in layout order: the columns of ``Steps.states`` / ``Steps.actions``.
 STATE_FIELDS: tuple[str, ...] = ("x", "y", "steer", "v", "yaw", "yaw_rate", "slip")
@@ -103,6 +105,27 @@ EVENT_SCHEMA: dict[str, Any] = {
         "detail": {"type": "object", "description": "kind-specific fields (see description)"},
     },
     "required": ["kind", "time", "detail"],
+}
+
+
+TRACK_SCHEMA: dict[str, Any] = {
+    "title": TRACK_SCHEMA_NAME,
+    "description": "The track the daemon drives on; written once at the start of every file.",
+    "type": "object",
+    "properties": {
+        "version": {"type": "integer"},
+        "name": {"type": "string"},
+        "source": {"type": "string", "description": "built-in name or the CSV path given"},
+        "sha256": {"type": "string", "description": "digest of the geometry in millimetres"},
+        "length_m": {**_NUMBER, "description": "lap length [m]"},
+        "columns": {"type": "array", "items": {"type": "string"}},
+        "geometry": {
+            "type": "array",
+            "description": "resampled centre line: x, y, right width, left width [m]",
+            "items": {"type": "array", "items": _NUMBER},
+        },
+    },
+    "required": ["name", "source", "sha256", "geometry"],
 }
 
 

@@ -55,6 +55,9 @@ from controller.translog.schema import (
     STEP_SCHEMA,
     STEP_SCHEMA_NAME,
     STEP_TOPIC,
+    TRACK_SCHEMA,
+    TRACK_SCHEMA_NAME,
+    TRACK_TOPIC,
     encoded,
 )
 
@@ -80,7 +83,9 @@ class TransitionLog:
         rotate_bytes: int = 64 << 20,
         rotate_s: float = 600.0,
         flush_s: float = 0.5,
+        track: dict[str, Any] | None = None,
     ) -> None:
+        """``track``: ``controller.track.identity.describe(...)``, written first in every file."""
         if rotate_bytes <= 0 or rotate_s <= 0 or flush_s <= 0:
             raise ValueError("rotate_bytes, rotate_s and flush_s must be positive")
         self.directory = Path(directory)
@@ -89,6 +94,7 @@ class TransitionLog:
         self.rotate_bytes = rotate_bytes
         self.rotate_s = rotate_s
         self.flush_s = flush_s
+        self._track = to_json(track) if track is not None else None
         self.files: list[Path] = []  #: every file started, in order
         self.records_written = 0
         self.records_dropped = 0  #: lost to a failed write or a back-off (not bad_records)
@@ -291,6 +297,11 @@ class TransitionLog:
             STEP_TOPIC: writer.register_channel(STEP_TOPIC, "json", step_schema),
             EVENT_TOPIC: writer.register_channel(EVENT_TOPIC, "json", event_schema),
         }
+        if self._track is not None:  # every file says which track it was driven on
+            track_schema = writer.register_schema(TRACK_SCHEMA_NAME, "jsonschema", encoded(TRACK_SCHEMA))
+            channel = writer.register_channel(TRACK_TOPIC, "json", track_schema)
+            now_ns = time.time_ns()
+            writer.add_message(channel, now_ns, self._track, now_ns, 0)
         # The unchunked writer holds schemas and channels until its next record; push them out
         # now so a file is readable (with no messages) from the start. Writer.flush is newer
         # than mcap 1.1; without it they go out with the first message.
