@@ -13,6 +13,7 @@ from __future__ import annotations
 import difflib
 import types
 import typing
+from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,7 +26,8 @@ from controller.planners.registry import PlannerConfig
 from controller.protocol import InputLimits
 from controller.security import SecurityConfig
 
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "daemon.yaml"
+#: The shipped config, package data of ``configs`` (the same file in a checkout and a wheel).
+DEFAULT_CONFIG = Path(str(resources.files("configs") / "daemon.yaml"))
 
 
 class ConfigError(ValueError):

@@ -151,6 +151,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
                         print(f"error: the daemon did not answer within {args.wait} s")
                         return 2
             print(f"daemon ready after {time.perf_counter() - started:.1f} s; driving {args.laps} lap(s) of {args.track}")
+            for line in (out / "daemon.log").read_text(errors="replace").splitlines():
+                if "native kernel cannot run" in line:  # backend auto fell back: say so here too
+                    print(f"daemon: {line}", file=sys.stderr)
             client.reset()
             summary = drive(client, args)
             report(summary, client.stats(), out / "summary.json")

@@ -204,7 +204,9 @@ def native_problem_for(
             reason = str(e)
     if backend == "native":
         raise ValueError(f"{planner} backend 'native' cannot run here: {reason}")
-    log.info("%s on the torch backend: the native kernel cannot run here (%s)", planner, reason)
+    # A warning: with no logging configured (a library user, the benchmark) it still reaches
+    # stderr, and the demo echoes it from daemon.log to its console.
+    log.warning("%s on the torch backend: the native kernel cannot run here (%s)", planner, reason)
     return None
 
 

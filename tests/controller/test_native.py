@@ -324,3 +324,24 @@ def test_a_cost_term_the_kernel_lacks_is_refused_not_dropped() -> None:
         pass
 
     assert "not a TrackCost" in (supports(make_model(0), Subclassed(CostConfig(), load_track("circle"), PARAMS)) or "")
+
+
+def test_a_failed_build_falls_back_with_a_line_on_stderr(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    probe = (
+        "from controller.costs import CostConfig, TrackCost\n"
+        "from controller.planners.mppi import MPPI, MPPIConfig\n"
+        "from controller.track import load_track\n"
+        "from vehicle_models import KinematicBicycle, load_params\n"
+        "p = load_params('passenger_car')\n"
+        "m = MPPI(MPPIConfig(num_samples=32, horizon=5, compile=False), KinematicBicycle(p, 0.05),\n"
+        "         TrackCost(CostConfig(), load_track('circle'), p), p.action_low, p.action_high)\n"
+        "print(m.backend)\n"
+    )
+    env = {**__import__("os").environ, "CC": "false", "VEHICLE_MPC_CACHE": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "torch"
+    assert "native kernel cannot run here" in result.stderr and "building rollout.c failed" in result.stderr
