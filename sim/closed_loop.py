@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from controller.planners.base import Planner, shift_plan
-from controller.track import Track
+from controller.track import Track, start_state  # noqa: F401  (start_state: re-exported)
 from vehicle_models.layout import State
 
 Plant = Callable[[Tensor, Tensor], Tensor]
@@ -57,16 +57,6 @@ class DriveLog:
             "solve_ms_p99": float(np.percentile(self.solve_ms, 99)) if len(self.solve_ms) else 0.0,
             "deadline_hits": self.deadline_hits,
         }
-
-
-def start_state(track: Track, speed: float, s: float = 0.0, state_dim: int = 5) -> Tensor:
-    """On the centre line at arc length ``s``, heading along the track, at ``speed``."""
-    i = int(np.searchsorted(track.s, s % track.length, side="right") - 1)
-    x = torch.zeros(state_dim, dtype=torch.float64)
-    x[State.X], x[State.Y] = float(track.points[i, 0]), float(track.points[i, 1])
-    x[State.YAW] = float(track.heading[i])
-    x[State.V] = speed
-    return x
 
 
 def drive(

@@ -38,7 +38,6 @@ from controller.translog import (
     transitions,
 )
 from controller.translog.__main__ import main as cli
-from controller.translog.schema import EVENT_SCHEMA, STEP_SCHEMA
 from controller.translog.writer import to_json
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -166,16 +165,12 @@ def test_an_unencodable_record_is_dropped_alone(tmp_path: Path) -> None:
     assert list(load_steps(tmp_path).seq) == [0, 2]
 
 
-def test_schemas_describe_the_records_the_daemon_writes() -> None:
+def test_field_names_follow_the_state_and_action_layouts() -> None:
+    # The daemon's own records are checked against the schemas in tests/system/test_daemon.py.
     from vehicle_models.layout import Action, State  # loads torch; the log package must not
 
     assert STATE_FIELDS == tuple(s.name.lower() for s in State)
     assert ACTION_FIELDS == tuple(a.name.lower() for a in Action)
-    record = make_record()
-    assert set(STEP_SCHEMA["required"]) <= set(record) <= set(STEP_SCHEMA["properties"])
-    assert set(record["state"]) == set(STEP_SCHEMA["properties"]["state"]["properties"])
-    assert set(record["action"]) == set(STEP_SCHEMA["properties"]["action"]["properties"])
-    assert set(EVENT_SCHEMA["required"]) == {"kind", "time", "detail"}
 
 
 def test_records_after_close_are_dropped_not_queued(tmp_path: Path) -> None:
