@@ -191,5 +191,6 @@ def build_runtime(config: DaemonConfig, warm: bool = True) -> Runtime:
         config.stop_decel,
         built.delay,
         state_dim=getattr(built.dynamics, "state_dim", 5),
+        safety=config.safety,
     )
     return Runtime(config, track, built.model, core)
