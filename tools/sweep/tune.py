@@ -82,10 +82,15 @@ def tune(
     base_trials = expand(spec)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
+    # Optuna 5 reads constraints set on the trial; older releases take a constraints_func.
+    native_constraints = hasattr(optuna.trial.Trial, "set_constraint")
+
     def constraints(frozen: Any) -> list[float]:
         return list(frozen.user_attrs["constraints"])
 
-    sampler = optuna.samplers.TPESampler(seed=settings.seed, constraints_func=constraints)
+    sampler = optuna.samplers.TPESampler(
+        seed=settings.seed, **({} if native_constraints else {"constraints_func": constraints})
+    )
     study = optuna.create_study(direction="minimize", sampler=sampler)
     records = []
     for number in range(settings.trials):
@@ -97,7 +102,12 @@ def tune(
         rows = table(load_rows(out), ids)
         objective, offtrack, spins = score(rows)
         limits = [offtrack - settings.max_offtrack_s, spins - settings.max_spins]
-        trial.set_user_attr("constraints", [x if math.isfinite(x) else 1e9 for x in limits])
+        bounded = [x if math.isfinite(x) else 1e9 for x in limits]
+        if native_constraints:
+            trial.set_constraint("offtrack_s", bounded[0])
+            trial.set_constraint("spins", bounded[1])
+        else:
+            trial.set_user_attr("constraints", bounded)
         study.tell(trial, objective if math.isfinite(objective) else 1e9)
         records.append({"number": number, **values, "objective": objective, "offtrack_s": offtrack,
                         "spins": spins, "feasible": all(x <= 0 for x in limits), "episodes": len(ids)})
