@@ -57,17 +57,23 @@ def main(argv: list[str] | None = None) -> int:
     from controller.daemon import Daemon
     from controller.runtime import build_runtime
     from controller.security import InsecureBindError, check_bind_allowed
+    from controller.track.identity import describe as describe_track
     from controller.translog import TransitionLog
 
     try:
         check_bind_allowed(config.bind, config.security)  # before the slow warm-up
+        logging.getLogger("controller").info(
+            "loading track %s (a real track's projection grid takes seconds) and building planner %s "
+            "(the first run compiles the native kernel, about 2 s, cached)", config.track, config.planner.kind
+        )
         runtime = build_runtime(config)
         transition_log = (
             TransitionLog(
-                config.log.dir,
+                config.log.path,
                 rotate_bytes=int(config.log.rotate_mb * (1 << 20)),
                 rotate_s=config.log.rotate_s,
                 flush_s=config.log.flush_s,
+                track=describe_track(runtime.track, config.track),
             )
             if config.log.enabled
             else None

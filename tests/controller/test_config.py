@@ -55,7 +55,7 @@ def test_defaults() -> None:
         and config.track == "circle"
     )
     assert (config.log.dir, config.log.rotate_mb, config.log.rotate_s, config.log.flush_s) == (
-        "logs",
+        "~/.local/state/vehicle-mpc/logs",
         64,
         600,
         0.5,
