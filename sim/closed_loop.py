@@ -167,6 +167,7 @@ def core_for_config(config: DaemonConfig, track: Track, deadline: bool = False) 
         stop_decel=config.stop_decel,
         delay=delay_compensator_for(config, model),
         state_dim=getattr(dynamics, "state_dim", 5),
+        safety=config.safety,
     )
 
 

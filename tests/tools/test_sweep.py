@@ -133,3 +133,18 @@ def test_daemon_mode_runs_a_trial_over_the_wire(tmp_path) -> None:
     same = read_table(inprocess).iloc[0]
     for column in ("progress_m", "mean_abs_lateral_m", "max_abs_lateral_m", "mean_speed_mps"):
         assert row[column] == pytest.approx(same[column], rel=1e-9), column
+
+
+def test_a_finished_lap_has_its_ratio_to_the_reference_lap() -> None:
+    from tools.sweep.trial import run_trial
+
+    spec = SweepSpec(set=SMALL, tracks=["circle"], laps=0.05,
+                     cars=[{"name": "dry"}, {"name": "wet", "params": {"mu": 0.5}}])
+    dry, wet = (run_trial(t) for t in expand(spec))
+    for row in (dry, wet):
+        assert row["status"] == "ok" and row["completed"], row
+        assert row["lap_time_ratio"] == pytest.approx(row["lap_time_s"] / row["reference_lap_s"])
+        assert row["lap_time_est_ratio"] == row["lap_time_ratio"]
+        assert row["lap_time_ratio"] > 1.0  # nobody beats the friction limit from a rolling start
+        assert row["lap_times_s"] == []  # a twentieth of a lap completes no lap
+    assert wet["reference_lap_s"] > dry["reference_lap_s"]  # less grip, a slower reference

@@ -2,8 +2,8 @@
 
 Each Optuna trial is a sub-sweep: the spec's tracks x cars x planners x models x seeds, with
 the searched keys set (``--set`` values), run by the same executors as ``run`` (serially or on
-Ray). The objective is the mean lap-time ratio over those trials (the mean lap-time estimate
-while the checkout has no reference lap), with the total time off track and the total spins
+Ray). The objective is the mean lap-time ratio over those trials (``lap_time_est_ratio``: an
+unfinished trial counts at the pace it made), with the total time off track and the total spins
 as constraints (``tune.max_offtrack_s``, ``tune.max_spins``): TPE samples from the feasible
 region, and the best trial is the best feasible one. A failed episode scores infinity.
 
@@ -51,10 +51,7 @@ def score(rows: pd.DataFrame) -> Score:
     """(mean score, total off-track seconds, total spins); inf when a trial failed."""
     if rows.empty or (rows["status"] != "ok").any():
         return math.inf, math.inf, math.inf
-    column = score_column(rows)
-    values = rows[column].astype(float)
-    if column == "lap_time_ratio" and values.isna().any():  # unfinished: fall back to estimates
-        values = rows["lap_time_est_s"].astype(float)
+    values = rows[score_column(rows)].astype(float)
     return float(values.mean()), float(rows["offtrack_s"].sum()), float(rows["spins"].sum())
 
 
