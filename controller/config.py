@@ -24,6 +24,7 @@ from controller.costs import CostConfig
 from controller.planners.mppi import MPPIConfig
 from controller.planners.registry import PlannerConfig
 from controller.protocol import InputLimits
+from controller.recovery import SafetyConfig
 from controller.security import SecurityConfig
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "daemon.yaml"
@@ -76,6 +77,17 @@ class DaemonConfig(_Strict):
     stale_after_s: float = Field(
         1.0, gt=0, description="a step delayed this much more than the previous one (receipt vs stamp) is stale [s]"
     )
+    max_sessions: int = Field(
+        1, ge=1, le=64, description="cars served at once (one session each); more get a busy error"
+    )
+    session_idle_s: float = Field(
+        2.0, gt=0, description="a session silent this long gives its place to a new car [s]"
+    )
+    admin_bind: str | None = Field(
+        None,
+        description="ipc:// endpoint for reload and resetting another session; when set, the "
+        "main endpoint refuses them (forbidden)",
+    )
     vehicle: str = Field("passenger_car", description="named parameter set or YAML path")
     track: str = Field("circle", description="built-in track name or TUM CSV path")
     planner: PlannerConfig = Field(default_factory=MPPIConfig)
@@ -84,6 +96,7 @@ class DaemonConfig(_Strict):
     log: LogSettings = LogSettings()
     limits: InputLimits = InputLimits()
     security: SecurityConfig = SecurityConfig()
+    safety: SafetyConfig = SafetyConfig()  # traction guard, loss-of-control recovery (docs/racing.md)
     threads: int = Field(
         2, ge=1, description="threads of the planner (native kernel and torch intra-op)"
     )
@@ -96,6 +109,12 @@ class DaemonConfig(_Strict):
     def _planner_step_fits(self) -> DaemonConfig:
         if not 0 < self.planner.dt <= self.control_period * 20:
             raise ValueError("planner.dt: must be positive and at most 20 control periods")
+        return self
+
+    @model_validator(mode="after")
+    def _admin_is_ipc(self) -> DaemonConfig:
+        if self.admin_bind is not None and not self.admin_bind.startswith("ipc://"):
+            raise ValueError("admin_bind: must be an ipc:// endpoint (protected by file permissions)")
         return self
 
     @property

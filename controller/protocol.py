@@ -38,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 from vehicle_models.layout import State
 
 PROTOCOL_VERSION = 1
-REQUEST_TYPES = ("step", "ping", "reset", "stats", "reload")
+REQUEST_TYPES = ("step", "ping", "reset", "stats", "reload", "bye")
 STATUSES = ("ok", "fallback", "stop")
 
 
@@ -55,6 +55,9 @@ class ErrorCode(str, Enum):
     UNSUPPORTED_VERSION = "unsupported_version"
     NOT_READY = "not_ready"  #: the daemon is still starting
     RELOAD_FAILED = "reload_failed"  #: a reload could not be started
+    BUSY = "busy"  #: every session is taken (max_sessions); retry after the car idles or says bye
+    FORBIDDEN = "forbidden"  #: an admin request off the admin endpoint, or a path outside model_dir
+    UNKNOWN_SESSION = "unknown_session"  #: a reset names a session the daemon does not hold
     INTERNAL = "internal"  #: the daemon failed; the request may be retried
 
 
@@ -83,7 +86,9 @@ class InputLimits(BaseModel):
     max_abs_steer_rad: float = Field(math.pi / 2, gt=0, description="|steer| [rad]")
     max_abs_yaw_rad: float = Field(1e3, gt=0, description="|yaw| [rad]; yaw may be unwrapped")
     max_abs_yaw_rate_radps: float = Field(20.0, gt=0, description="|yaw_rate| [rad/s]")
-    max_abs_slip_rad: float = Field(math.pi / 2, gt=0, description="|slip| [rad]")
+    max_abs_slip_rad: float = Field(
+        math.pi, gt=0, description="|slip| [rad]; a sliding or spinning car reaches +-pi"
+    )
     max_abs_stamp_s: float = Field(1e10, gt=0, description="|stamp| [s]")
 
 
@@ -146,6 +151,9 @@ class PingRequest(Request):
 
 class ResetRequest(Request):
     type: Literal["reset"] = "reset"
+    session: str | None = Field(
+        None, description="the session to reset (admin endpoint only); none: the sender's own"
+    )
 
 
 class StatsRequest(Request):
@@ -157,12 +165,19 @@ class ReloadRequest(Request):
     path: str | None = Field(None, description="bundle directory; none: the configured source")
 
 
+class ByeRequest(Request):
+    """The sender's car is done: its session ends and its place is free at once."""
+
+    type: Literal["bye"] = "bye"
+
+
 REQUEST_MODELS: dict[str, type[Request]] = {
     "step": StepRequest,
     "ping": PingRequest,
     "reset": ResetRequest,
     "stats": StatsRequest,
     "reload": ReloadRequest,
+    "bye": ByeRequest,
 }
 assert tuple(REQUEST_MODELS) == REQUEST_TYPES
 
@@ -268,7 +283,7 @@ def decode_request(body: bytes, limits: InputLimits) -> Request:
     """Decode and validate one request body; ProtocolError on anything wrong.
 
     Returns one of ``StepRequest``, ``PingRequest``, ``ResetRequest``, ``StatsRequest``,
-    ``ReloadRequest``; ``request.body`` holds the whole decoded map.
+    ``ReloadRequest``, ``ByeRequest``; ``request.body`` holds the whole decoded map.
     """
     return _validate(unpack(body, limits), limits)
 

@@ -6,7 +6,10 @@ does after a lost reply, and a fresh socket picks up a restarted daemon. Replies
 abandoned requests are told apart by ``seq`` and dropped.
 
 A step is never resent on a timeout: its state is old by then, and the caller should send a
-fresh one (holding its previous action meanwhile). Control requests (ping, reset, stats,
+fresh one (holding its previous action meanwhile). The daemon serves each car as a session keyed by the socket's identity. The client picks one
+identity at construction and gives it to every socket it opens, so a reconnect keeps the car's
+session (its warm start, and its place when the daemon takes one car only). ``bye()`` ends the
+session; ``close()`` says it for a client that stepped. Control requests (ping, reset, stats,
 reload) may be retried; their ``seq`` numbers come from a range of their own (from 2**40) so
 that they never collide with the caller's step numbers.
 """
@@ -14,6 +17,7 @@ that they never collide with the caller's step numbers.
 from __future__ import annotations
 
 import itertools
+import os
 import time
 from typing import Any
 
@@ -38,8 +42,15 @@ class ControllerClient:
         timeout_s: float = 1.0,
         curve: tuple[str, str] | None = None,
         context: zmq.Context | None = None,
+        identity: bytes | None = None,
     ):
-        """``curve``: (client secret key file, daemon public key file) for a CURVE daemon."""
+        """``curve``: (client secret key file, daemon public key file) for a CURVE daemon.
+        ``identity``: the car's ROUTER identity (1-255 bytes, not starting with a zero byte);
+        random by default."""
+        if identity is not None and not (0 < len(identity) <= 255 and identity[0] != 0):
+            raise ValueError("identity must be 1-255 bytes and must not start with a zero byte")
+        self.identity = identity or b"car-" + os.urandom(8).hex().encode()
+        self.stepped = False  #: a step was sent: the daemon holds a session for this client
         self.endpoint = endpoint
         self.timeout_s = timeout_s
         self.curve = curve
@@ -54,6 +65,7 @@ class ControllerClient:
         socket = self.context.socket(zmq.DEALER)
         socket.setsockopt(zmq.LINGER, 0)
         socket.setsockopt(zmq.MAXMSGSIZE, MAX_REPLY_BYTES)
+        socket.setsockopt(zmq.ROUTING_ID, self.identity)
         if self.curve is not None:
             from controller.security import configure_curve_client
 
@@ -62,12 +74,24 @@ class ControllerClient:
         self.socket = socket
 
     def reconnect(self) -> None:
-        """Drop the socket, with anything queued on it, and connect a fresh one."""
-        self.close()
+        """Drop the socket, with anything queued on it, and connect a fresh one (same identity)."""
+        self._drop_socket()
         self.reconnects += 1
         self._open()
 
     def close(self) -> None:
+        """Say bye if this client stepped (its session's place is free at once), then close."""
+        if self.socket is not None and self.stepped:
+            try:
+                self.send({"type": "bye", "seq": next(self._control_seq), "version": PROTOCOL_VERSION})
+                self.socket.close(linger=200)  # the bye gets 0.2 s to leave; close never waits
+                self.socket = None
+                self.stepped = False
+            except zmq.ZMQError:
+                pass
+        self._drop_socket()
+
+    def _drop_socket(self) -> None:
         if self.socket is not None:
             self.socket.close(linger=0)
             self.socket = None
@@ -87,6 +111,8 @@ class ControllerClient:
         self.socket.send_multipart([b"", body])
 
     def send(self, message: dict[str, Any]) -> None:
+        if message.get("type") in ("step", "reset"):
+            self.stepped = True
         self.send_raw(msgpack.packb(message, use_bin_type=True))
 
     def receive(self, seq: int | None, timeout_s: float) -> dict[str, Any] | None:
@@ -161,9 +187,16 @@ class ControllerClient:
                 if time.perf_counter() >= deadline:
                     raise
 
-    def reset(self, retries: int = 2) -> dict[str, Any]:
-        """Start a new episode (the daemon drops its warm start and this client's stamps)."""
-        return self._control("reset", retries)
+    def reset(self, retries: int = 2, session: str | None = None) -> dict[str, Any]:
+        """Start a new episode of this car's session (the daemon drops its warm start and
+        stamps), opening the session; ``session``: another car's (admin endpoint only)."""
+        return self._control("reset", retries, **({"session": session} if session is not None else {}))
+
+    def bye(self) -> dict[str, Any]:
+        """End this car's session: the daemon frees its place at once."""
+        reply = self._control("bye", 0)
+        self.stepped = False
+        return reply
 
     def stats(self, retries: int = 0) -> dict[str, Any]:
         return self._control("stats", retries)

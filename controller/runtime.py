@@ -160,5 +160,6 @@ def build_runtime(config: DaemonConfig, warm: bool = True) -> Runtime:
         config.stop_decel,
         delay,
         state_dim=getattr(dynamics, "state_dim", 5),
+        safety=config.safety,
     )
     return Runtime(config, track, model, core)

@@ -35,12 +35,12 @@ import numpy as np
 import torch
 
 from controller.track import TrackFormatError, load_track
+from sim.cars import CARS, make_true_car, reference_lap_for
 from sim.closed_loop import start_state
 from sim.episode import EpisodeConfig, Reply, SensorNoise, Summary, run_episode
 from sim.remote import ControllerClient, DaemonUnavailable
 from vehicle_models.true_car import TrueCar
 from vehicle_models.params import load_params
-from vehicle_models.single_track import load_single_track_params
 
 SIM_THREADS = 1
 
@@ -54,6 +54,9 @@ def free_port() -> int:
 def add_episode_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--track", default="circle", help="built-in name or TUM CSV (default: circle)")
     p.add_argument("--vehicle", default="passenger_car", help="true car's parameter set")
+    p.add_argument("--car", choices=CARS, default=None,
+                   help="true-car model: st (single-track) or std (drift, tyre limits); "
+                        "default: the vehicle file's simulator.car")
     p.add_argument("--laps", type=float, default=1.0)
     p.add_argument("--speed", type=float, default=5.0, help="start speed [m/s]")
     p.add_argument("--period", type=float, default=0.05, help="control period [s]")
@@ -68,14 +71,7 @@ def add_episode_args(p: argparse.ArgumentParser) -> None:
 
 
 def make_car(args: argparse.Namespace) -> TrueCar:
-    overrides = {}
-    for item in args.true:
-        key, _, value = item.partition("=")
-        overrides[key] = float(value)
-    from vehicle_models.true_car import load_actuators
-
-    actuators = load_actuators(args.vehicle, **({"dead_time": args.dead_time} if args.dead_time is not None else {}))
-    return TrueCar(load_single_track_params(args.vehicle, **overrides), actuators)
+    return make_true_car(args.vehicle, args.car, args.true, args.dead_time)
 
 
 class Interrupt:
@@ -177,7 +173,19 @@ def drive(client: ControllerClient | Watched, args: argparse.Namespace) -> Summa
             last_report[0] = tenth
             print(f"  {min(tenth * 10, 100):3d}%  t={n * args.period:6.1f} s  v={state[3]:5.2f} m/s", flush=True)
 
-    return run_episode(client, car, track, x0, config, sensor, on_step=progress)
+    summary = run_episode(client, car, track, x0, config, sensor, on_step=progress)
+    summary.reference_lap_s = reference_lap_for(track, load_params(args.vehicle)).time_s
+    return summary
+
+
+def log_warnings(stats: dict) -> list[str]:
+    """Warnings about the daemon's transition log from its stats (records lost, write errors)."""
+    health = stats.get("log") or {}
+    dropped, errors = health.get("records_dropped", 0), health.get("write_errors", 0)
+    if not dropped and not errors:
+        return []
+    return [f"  WARNING: the daemon's transition log dropped {dropped} records ({errors} write errors; "
+            f"last: {health.get('last_error')}); this run's log is incomplete"]
 
 
 def report(summary: Summary, stats: dict | None, path: Path | None) -> None:
@@ -187,6 +195,8 @@ def report(summary: Summary, stats: dict | None, path: Path | None) -> None:
               f"p99 {stats.get('solve_ms_p99', 0):.2f} ms, deadline misses {stats.get('deadline_misses')}, "
               f"model {stats.get('model')}")
         summary.extra.update({k: float(v) for k, v in stats.items() if isinstance(v, (int, float))})
+        for line in log_warnings(stats):
+            print(line)
     if path:
         summary.to_json(path)
         print(f"summary written to {path}")

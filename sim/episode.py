@@ -99,6 +99,8 @@ class Summary:
     late_replies: int
     mode: str
     extra: dict[str, float] = field(default_factory=dict)
+    lap_times_s: list[float] = field(default_factory=list)  #: each completed lap [s]
+    reference_lap_s: float | None = None  #: friction-limited flying lap (reference_lap) [s]
     laps: float = 1.0  #: laps asked for; lap_time_s is the time they took
 
     def to_json(self, path: str | Path) -> None:
@@ -107,9 +109,16 @@ class Summary:
     def lines(self) -> list[str]:
         lap = f"{self.lap_time_s:.2f} s" if self.lap_time_s is not None else "not completed"
         label = "lap time" if self.laps == 1 else f"time for {self.laps:g} laps"
-        return [
+        lines = [
             f"track {self.track}: {self.end_reason} after {self.steps} steps ({self.mode})",
             f"  {label:<20}{lap}",
+        ]
+        if self.reference_lap_s:
+            each = ", ".join(
+                f"{t:.2f} s ({t / self.reference_lap_s:.2f}x)" for t in self.lap_times_s
+            ) or "none completed"
+            lines.append(f"  each lap            {each} of the {self.reference_lap_s:.2f} s reference")
+        return lines + [
             f"  lateral offset      mean {self.mean_abs_lateral_m:.3f} m, max {self.max_abs_lateral_m:.3f} m",
             f"  time off track      {self.offtrack_s:.2f} s",
             f"  mean speed          {self.mean_speed_mps:.2f} m/s",
@@ -169,6 +178,7 @@ def run_episode(
     progress, lateral, speeds, offtrack = 0.0, [abs(lat)], [state[State.V]], [off]
     rtt, solve = [], []
     counts = dict(fallback=0, stop=0, error=0, timeout=0, late=0)
+    lap_ends: list[float] = []
     offtrack_run = 0.0
     end_reason, lap_time = "step_limit", None
     clock = time.perf_counter()
@@ -208,7 +218,10 @@ def run_episode(
             break
         if config.realtime:
             clock += period
-            time.sleep(max(0.0, clock - time.perf_counter()))
+            now = time.perf_counter()
+            if clock < now - period:  # an outage (timeouts) put us behind: keep to the wall
+                clock = now  # clock from here, never a catch-up burst of steps
+            time.sleep(max(0.0, clock - now))
         s, lat, off = locate(state)
         progress += (s - s_prev + 0.5 * length) % length - 0.5 * length
         s_prev = s
@@ -216,6 +229,8 @@ def run_episode(
         speeds.append(state[State.V])
         offtrack.append(off)
         offtrack_run = offtrack_run + period if off else 0.0
+        if progress >= (len(lap_ends) + 1) * length:
+            lap_ends.append(sim_time)
         if on_step is not None:
             on_step(n, state, progress)
         if progress >= config.laps * length:
@@ -243,5 +258,6 @@ def run_episode(
         timeouts=counts["timeout"],
         late_replies=counts["late"],
         mode="real-time" if config.realtime else "lockstep",
+        lap_times_s=np.diff([0.0, *lap_ends]).tolist(),
         laps=config.laps,
     )

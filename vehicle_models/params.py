@@ -33,6 +33,13 @@ class BicycleParams(BaseModel):
     accel_max: float = Field(4.0, description="strongest acceleration [m/s^2]")
     speed_min: float = Field(0.0, description="lowest speed [m/s]")
     speed_max: float = Field(50.0, description="highest speed [m/s]")
+    mu: float = Field(
+        1.0, gt=0, description="tyre-road friction the controller assumes (traction limits, reference lap) [-]"
+    )
+    v_switch: float | None = Field(
+        None, gt=0,
+        description="above it the drive limit is accel_max v_switch / v (CommonRoad's power limit) [m/s]; null: none",
+    )
 
     @model_validator(mode="after")
     def _check_limits(self) -> "BicycleParams":

@@ -9,9 +9,11 @@ Signal path of each input i (steer_rate, accel):
   integration there, so the delay is exact whatever the substep.
 - lag: first-order, tau_i a_i' = c_i - a_i, solved exactly (a_i(s) = c_i + (a_i(0) - c_i)
   exp(-s / tau_i)); tau_i = 0 passes the target straight through.
-- the single-track model (``vehicle_models.single_track``) is integrated by RK4 with the
-  lagged input evaluated at each stage's time, in substeps of at most ``substep`` seconds,
-  shorter at low speed where the tyre terms (~1 / v) make the model stiff.
+- the vehicle model is integrated by RK4 with the lagged input evaluated at each stage's time,
+  in substeps of at most ``substep`` seconds, shorter where the model is stiff: at low speed
+  for the single-track model (``vehicle_models.single_track``, tyre terms ~1 / v), at low
+  wheel speed for the drift model (``vehicle_models.drift``, wheel modes ~6000 / u_w).
+  Which model runs follows the type of ``TrueCarConfig.vehicle``; ``CARS`` names them.
 
 ``advance`` is the pure core: (plant state, action, period) -> plant state. ``TrueCar`` wraps
 it for the simulator: one car in float64 via ``SCALAR`` (Python floats, ~50x faster than torch
@@ -29,6 +31,18 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from vehicle_models.drift import (
+    DRIFT_STATE_DIM,
+    WHEEL_FRONT,
+    WHEEL_REAR,
+    DriftParams,
+    drift_derivative,
+    load_drift_params,
+    rolling_wheel_speeds,
+    stable_drift_substep,
+    wheel_ground_speeds,
+)
+from vehicle_models.angles import wrap_angle
 from vehicle_models.layout import ACTION_DIM, DYNAMIC_STATE_DIM, KINEMATIC_STATE_DIM, Action, State
 from vehicle_models.single_track import (
     KINEMATIC_BELOW_MPS,
@@ -133,13 +147,23 @@ class ActuatorConfig(BaseModel):
 IDEAL_ACTUATORS = ActuatorConfig()  #: no lag, no dead time
 
 
+#: True-car models by name: ``st`` the single-track model (``dynamic:`` section of a vehicle
+#: file), ``std`` the drift model (``drift:`` section).
+CARS = ("st", "std")
+
+
 class TrueCarConfig(BaseModel):
     """The simulator's car: vehicle (with its tyre model) and actuators."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    vehicle: SingleTrackParams
+    vehicle: SingleTrackParams | DriftParams
     actuators: ActuatorConfig = IDEAL_ACTUATORS
+
+    @property
+    def car(self) -> str:
+        """``st`` or ``std``."""
+        return "std" if isinstance(self.vehicle, DriftParams) else "st"
 
 
 def load_actuators(name_or_path: str | Path, **overrides: Any) -> ActuatorConfig:
@@ -147,23 +171,36 @@ def load_actuators(name_or_path: str | Path, **overrides: Any) -> ActuatorConfig
     return ActuatorConfig(**(read_vehicle_section(name_or_path, "actuators") | overrides))
 
 
-def load_true_car_config(name_or_path: str | Path, **overrides: Any) -> TrueCarConfig:
-    """``dynamic:`` and ``actuators:`` of a named vehicle or YAML file.
+def load_true_car_config(
+    name_or_path: str | Path, car: str = "st", **overrides: Any
+) -> TrueCarConfig:
+    """The ``car`` model's section (``CARS``) and ``actuators:`` of a named vehicle or YAML file.
 
     Each override goes to the section with that field: ``dead_time=0.04`` to the actuators,
-    ``mu=0.8`` or ``tyre={"kind": "pacejka"}`` to the vehicle.
+    ``mu=0.8`` or ``tyre={"kind": "pacejka"}`` to the single-track vehicle, ``mass=1200`` to
+    either model.
     """
-    unknown = (
-        set(overrides) - set(ActuatorConfig.model_fields) - set(SingleTrackParams.model_fields)
-    )
+    if car not in CARS:
+        raise ValueError(f"unknown car {car!r}; cars: {', '.join(CARS)}")
+    vehicle_fields = (SingleTrackParams if car == "st" else DriftParams).model_fields
+    unknown = set(overrides) - set(ActuatorConfig.model_fields) - set(vehicle_fields)
     if unknown:
-        raise ValueError(f"unknown true-car parameter(s): {', '.join(sorted(unknown))}")
+        raise ValueError(f"unknown true-car parameter(s) of {car}: {', '.join(sorted(unknown))}")
     actuator_overrides = {k: v for k, v in overrides.items() if k in ActuatorConfig.model_fields}
     vehicle_overrides = {k: v for k, v in overrides.items() if k not in actuator_overrides}
+    load = load_single_track_params if car == "st" else load_drift_params
     return TrueCarConfig(
-        vehicle=load_single_track_params(name_or_path, **vehicle_overrides),
+        vehicle=load(name_or_path, **vehicle_overrides),
         actuators=load_actuators(name_or_path, **actuator_overrides),
     )
+
+
+def default_car(name_or_path: str | Path) -> str:
+    """The ``car:`` a vehicle file names for the simulator (``st`` when it names none)."""
+    car = read_vehicle_section(name_or_path, "simulator").get("car", "st")
+    if car not in CARS:
+        raise ValueError(f"{name_or_path}: unknown simulator car {car!r}; cars: {', '.join(CARS)}")
+    return str(car)
 
 
 class Command(NamedTuple):
@@ -174,7 +211,7 @@ class Command(NamedTuple):
 class PlantState(NamedTuple):
     """Everything the true car carries from one period to the next."""
 
-    vehicle: Any  #: (..., 7) single-track state, ``State`` layout
+    vehicle: Any  #: (..., 7) single-track or (..., 9) drift state, ``State`` layout first
     actuators: Any  #: (..., 2) actuator outputs: what the vehicle receives now
     commands: tuple[Command, ...]  #: oldest first; the first is in force for every input
     time: float  #: [s]
@@ -216,17 +253,31 @@ def _decays(lags: tuple[float, ...], s: float) -> tuple[float, ...]:
     return tuple(0.0 if tau == 0.0 else math.exp(-s / tau) for tau in lags)
 
 
+def _smallest(values: Any) -> float:
+    return float(values.min()) if hasattr(values, "min") else float(values)
+
+
 def integrate_segment(
     ops: Any, config: TrueCarConfig, x: Any, applied: Any, target: Any, duration: float
 ) -> tuple[Any, Any]:
     """Vehicle state and actuator outputs after ``duration`` seconds with a constant target."""
-    p, lags = config.vehicle, config.actuators.lag.per_input()
-    f = lambda xx, uu: single_track_derivative(ops, p, xx, uu)
+    p, lags, longest = config.vehicle, config.actuators.lag.per_input(), config.actuators.substep
+    if isinstance(p, DriftParams):
+        f = lambda xx, uu: drift_derivative(ops, p, xx, uu)
+
+        def substep_at(xx: Any) -> float:
+            front, rear = wheel_ground_speeds(ops, p, xx)
+            return stable_drift_substep(min(_smallest(front), _smallest(rear)), longest)
+    else:
+        f = lambda xx, uu: single_track_derivative(ops, p, xx, uu)
+
+        def substep_at(xx: Any) -> float:
+            return stable_substep(_smallest(abs(xx[..., State.V])), longest)
+
     remaining = duration
     while remaining > TIME_TOLERANCE:
         # Batched states share one clock: the slowest sets the substep.
-        speed = float(abs(x[..., State.V]).min())
-        h = min(stable_substep(speed, config.actuators.substep), remaining)
+        h = min(substep_at(x), remaining)
         if remaining - h < TIME_TOLERANCE:
             h = remaining
         u0 = _lagged(ops, applied, target, _decays(lags, 0.0))
@@ -275,28 +326,38 @@ class TrueCar:
 
     Computes in float64 numpy. ``step`` takes the action as a numpy array, a torch tensor or a
     sequence of floats, and returns the new state (7,) as a numpy array, or as a tensor of the
-    action's dtype and device when the action is a tensor.
+    action's dtype and device when the action is a tensor. The drift model's wheel speeds stay
+    inside (``plant.vehicle`` holds all nine); what the car reports is the seven wire fields.
     """
 
     state_dim = DYNAMIC_STATE_DIM
     action_dim = ACTION_DIM
 
-    def __init__(self, vehicle: SingleTrackParams, actuators: ActuatorConfig = IDEAL_ACTUATORS):
+    def __init__(
+        self,
+        vehicle: SingleTrackParams | DriftParams,
+        actuators: ActuatorConfig = IDEAL_ACTUATORS,
+    ):
         self.config = TrueCarConfig(vehicle=vehicle, actuators=actuators)
-        self.plant = initial_plant_state(np.zeros(DYNAMIC_STATE_DIM))
+        self.plant = initial_plant_state(self._full_state(np.zeros(DYNAMIC_STATE_DIM)))
 
     @classmethod
     def from_config(cls, config: TrueCarConfig) -> TrueCar:
         return cls(config.vehicle, config.actuators)
 
     @classmethod
-    def named(cls, vehicle: str | Path, **overrides: Any) -> TrueCar:
+    def named(cls, vehicle: str | Path, car: str = "st", **overrides: Any) -> TrueCar:
         """A named vehicle (``passenger_car``) or YAML file; see ``load_true_car_config``."""
-        return cls.from_config(load_true_car_config(vehicle, **overrides))
+        return cls.from_config(load_true_car_config(vehicle, car, **overrides))
 
     @property
-    def params(self) -> SingleTrackParams:
+    def params(self) -> SingleTrackParams | DriftParams:
         return self.config.vehicle
+
+    @property
+    def car(self) -> str:
+        """``st`` or ``std``."""
+        return self.config.car
 
     @property
     def actuators(self) -> ActuatorConfig:
@@ -304,8 +365,25 @@ class TrueCar:
 
     @property
     def state(self) -> np.ndarray:
-        """Vehicle state (7,), a copy."""
-        return self.plant.vehicle.copy()
+        """Vehicle state (7,) as reported on the wire, a copy; slip wrapped to [-pi, pi)
+        (the models integrate it unwrapped through a spin)."""
+        x = self.plant.vehicle[:DYNAMIC_STATE_DIM].copy()
+        if abs(x[State.SLIP]) >= math.pi:
+            x[State.SLIP] = float(wrap_angle(x[State.SLIP]))
+        return x
+
+    @property
+    def wheel_speeds(self) -> tuple[float, float] | None:
+        """Front and rear wheel angular speeds [rad/s] (drift model), else None."""
+        if self.plant.vehicle.shape[-1] < DRIFT_STATE_DIM:
+            return None
+        return float(self.plant.vehicle[WHEEL_FRONT]), float(self.plant.vehicle[WHEEL_REAR])
+
+    def _full_state(self, x: np.ndarray) -> np.ndarray:
+        """The model's state from the seven wire fields: the drift model's wheels roll freely."""
+        if not isinstance(self.params, DriftParams):
+            return x
+        return np.concatenate([x, rolling_wheel_speeds(SCALAR, self.params, x)])
 
     @property
     def applied(self) -> np.ndarray:
@@ -330,12 +408,12 @@ class TrueCar:
         x[KINEMATIC_STATE_DIM:] = np.nan_to_num(x[KINEMATIC_STATE_DIM:], nan=0.0)
         if not np.isfinite(x).all():
             raise ValueError(f"state must be finite, got {given}")
-        self.plant = initial_plant_state(x)
+        self.plant = initial_plant_state(self._full_state(x))
 
     def step(self, action: Any, period: float) -> Any:
         """Send ``action`` (2,) now and run ``period`` seconds; the new state (7,)."""
         u = _as_float64(action).reshape(ACTION_DIM)
         self.plant = advance(SCALAR, self.config, self.plant, u, float(period))
         if isinstance(action, torch.Tensor):
-            return torch.tensor(self.plant.vehicle, dtype=action.dtype, device=action.device)
+            return torch.tensor(self.state, dtype=action.dtype, device=action.device)
         return self.state

@@ -85,6 +85,8 @@ def declare(lib: ctypes.CDLL) -> None:
     lib.vmpc_linearize.restype = ctypes.c_int
     lib.vmpc_quadratize.argtypes = [P, ctypes.c_int] + [ctypes.c_void_p] * 8
     lib.vmpc_quadratize.restype = ctypes.c_int
+    lib.vmpc_residual.argtypes = [P, ctypes.c_int] + [ctypes.c_void_p] * 3
+    lib.vmpc_residual.restype = ctypes.c_int
     if lib.vmpc_lanes() != LANES:
         from controller.native.build import NativeUnavailable
 
@@ -355,6 +357,12 @@ class NativeProblem:
         """Jacobians of the model's step at states (H, nx), actions (H, nu) into A, B."""
         if self.lib.vmpc_linearize(self._ref, actions.shape[0], _ptr(states), _ptr(actions), _ptr(A), _ptr(B)):
             raise ValueError("native linearize refused the trajectory")
+
+    def residual(self, features: Tensor, rates: Tensor, disagreement: Tensor | None = None) -> None:
+        """The residual network alone: features (N, n_in) -> mean rates (N, n_out) and the
+        ensemble's disagreement (N,) if given."""
+        if self.lib.vmpc_residual(self._ref, features.shape[0], _ptr(features), _ptr(rates), _ptr(disagreement)):
+            raise ValueError("native residual refused: no residual network, or no points")
 
     def quadratize(self, states: Tensor, actions: Tensor, last_action: Tensor, out: tuple[Tensor, ...]) -> None:
         """The cost's Gauss-Newton derivatives (``TrackCost.quadratize``) into ``out``

@@ -25,8 +25,10 @@ ACTION_FIELDS: tuple[str, ...] = ("steer_rate", "accel")
 
 #: Event kinds the daemon writes, and what each carries besides kind, time and episode.
 EVENT_KINDS: dict[str, str] = {
-    "start": "model (version), endpoint",
-    "reset": "(nothing else: the episode field is the new episode)",
+    "start": "model (version), endpoint, max_sessions",
+    "session_open": "identity (the car's ROUTER identity, hex); session and episode set",
+    "session_close": "reason (bye or idle), steps",
+    "reset": "(nothing else: session is the car's, episode its new episode)",
     "reload": "model (new version), previous",
     "reload_failed": "error, kept (the version still in use)",
     "error": "code, message, seq (of the request, may be null)",
@@ -52,7 +54,11 @@ STEP_SCHEMA: dict[str, Any] = {
     "description": "One control step: the state received and the action replied.",
     "type": "object",
     "properties": {
-        "episode": {"type": "integer", "description": "episode counter; a reset starts a new one"},
+        "session": {
+            "type": "string",
+            "description": "the car's session, <daemon run>.<n>; transitions never cross sessions",
+        },
+        "episode": {"type": "integer", "description": "the session's episode; a reset starts a new one"},
         "seq": {"type": "integer", "description": "the request's sequence number"},
         "stamp": {**_NUMBER, "description": "sender's stamp of the state [s]"},
         "received": {**_NUMBER, "description": "daemon clock at receipt, Unix time [s]"},
@@ -83,7 +89,7 @@ STEP_SCHEMA: dict[str, Any] = {
         "planner": {"type": "string", "description": "planner name, e.g. mppi or ilqr"},
         "model": {"type": "string", "description": "model version in use"},
     },
-    "required": ["episode", "seq", "stamp", "received", "replied", "state", "action", "status"],
+    "required": ["session", "episode", "seq", "stamp", "received", "replied", "state", "action", "status"],
 }
 
 EVENT_SCHEMA: dict[str, Any] = {
@@ -94,7 +100,8 @@ EVENT_SCHEMA: dict[str, Any] = {
     "properties": {
         "kind": {"type": "string", "description": "one of " + ", ".join(EVENT_KINDS)},
         "time": {**_NUMBER, "description": "daemon clock, Unix time [s]"},
-        "episode": {"type": "integer", "description": "the episode current after the event"},
+        "session": {"type": "string", "description": "the car's session, when the event concerns one"},
+        "episode": {"type": "integer", "description": "that session's episode after the event"},
         "detail": {"type": "object", "description": "kind-specific fields (see description)"},
     },
     "required": ["kind", "time", "detail"],

@@ -149,8 +149,9 @@ def test_reloaded_model_brings_its_fitted_dead_time_and_keeps_the_actions_in_fli
     new = delay_compensator_for(config, fitted)
     assert new is not None and new.steps == 2
     core.replace_planner(make_core(track)[1], new)
-    assert core.delay is new
-    np.testing.assert_allclose(new._pending()[-1], sent)  # the action in flight carried over
+    assert core.delay is new and core.car.delay is not new  # each car keeps its own queue
+    assert core.car.delay.steps == 2
+    np.testing.assert_allclose(core.car.delay._pending()[-1], sent)  # the action in flight carried over
 
 
 def test_a_planner_of_another_horizon_starts_cold_and_plans_its_own_length(track) -> None:

@@ -144,7 +144,7 @@ def test_non_finite_and_absurd_states_stay_inside_the_tables(bad: float) -> None
 def test_without_a_compiler_auto_falls_back_to_torch_and_native_refuses(monkeypatch, tmp_path) -> None:
     monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
     monkeypatch.setenv("VEHICLE_MPC_CACHE", str(tmp_path / "cache"))
-    native_build.load.cache_clear()
+    native_build._load.cache_clear()
     try:
         with pytest.raises(NativeUnavailable, match="does not run"):
             native_build.build()
@@ -158,7 +158,7 @@ def test_without_a_compiler_auto_falls_back_to_torch_and_native_refuses(monkeypa
             MPPI(config.model_copy(update={"backend": "native"}), make_model(0), cost,
                  PARAMS.action_low, PARAMS.action_high)
     finally:
-        native_build.load.cache_clear()
+        native_build._load.cache_clear()
 
 
 def test_loading_the_kernel_leaves_subnormals_alone() -> None:
@@ -177,6 +177,7 @@ def test_the_kernel_is_built_once_and_cached(monkeypatch, tmp_path) -> None:
     mtime = first.stat().st_mtime_ns
     assert native_build.build() == first and first.stat().st_mtime_ns == mtime
     assert first.parent == tmp_path / "native" and list(first.parent.iterdir()) == [first]
+    assert native_build.build(native_build.PORTABLE_MARCH) != first  # another target, another file
 
 
 # -- iLQR's pieces --------------------------------------------------------------------------------
@@ -252,3 +253,18 @@ def test_native_ilqr_plans_like_the_torch_ilqr() -> None:
     assert plans[1].iterations == plans[0].iterations
     assert plans[1].cost == pytest.approx(plans[0].cost, rel=1e-3)
     torch.testing.assert_close(plans[1].actions, plans[0].actions, rtol=1e-2, atol=2e-3)
+
+
+@pytest.mark.parametrize("members", [1, 5], ids=["semi", "ensemble5"])
+def test_residual_network_alone_equals_the_torch_forward_pass(members: int) -> None:
+    from vehicle_models.residual import fused_forward
+
+    model = make_model(members)
+    native = NativeProblem(model, TrackCost(CostConfig(), load_track("circle"), PARAMS), LOW, HIGH, 2)
+    n_in = model.residual.in_dim
+    features = torch.randn(37, n_in, generator=torch.Generator().manual_seed(4)) * 3  # 37: a partial block
+    rates, spread = torch.empty(37, 5), torch.empty(37)
+    native.residual(features, rates, spread)
+    want = fused_forward(model.fused, "silu", features)
+    torch.testing.assert_close(rates, want.mean, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(spread, want.disagreement, rtol=1e-4, atol=1e-5)

@@ -21,7 +21,7 @@ from controller.planners.mppi import MPPIConfig
 from controller.planners.registry import build_planner
 from controller.track import load_track
 from tests.shared_data import shared_track
-from sim.closed_loop import drive, start_state
+from sim.closed_loop import FunctionPlant, make_core, run_closed_loop, start_state
 from vehicle_models import KinematicBicycle, State, load_params
 from vehicle_models.residual import ResidualConfig, ResidualEnsemble
 from vehicle_models.semi_parametric import SemiParametricModel
@@ -196,9 +196,9 @@ def test_full_lap_at_10_mps(track_name: str, config) -> None:
     lap_track = load_track(shared_track(track_name) if track_name == "Zandvoort" else track_name)
     planner = kinematic_planner(config, lap_track, cost_config=CostConfig(target_speed=10.0))
     plant = KinematicBicycle(PARAMS, 0.05)
-    log = drive(
-        planner,
-        lambda x, u: plant.step(x, u),
+    log = run_closed_loop(
+        make_core(planner, PARAMS, 0.05),
+        FunctionPlant(plant.step),
         lap_track,
         start_state(lap_track, 10.0),
         control_period=0.05,

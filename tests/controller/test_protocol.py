@@ -208,7 +208,7 @@ DEEP = {"a": {"b": {"c": {"d": {"e": {"f": {"g": {"h": 1}}}}}}}}
         (with_state(steer=1.6), ErrorCode.OUT_OF_RANGE, 7, "state.steer"),
         (with_state(yaw=1001.0), ErrorCode.OUT_OF_RANGE, 7, "state.yaw"),
         (with_state(yaw_rate=20.5), ErrorCode.OUT_OF_RANGE, 7, "state.yaw_rate"),
-        (with_state(slip=-1.6), ErrorCode.OUT_OF_RANGE, 7, "state.slip"),
+        (with_state(slip=-3.2), ErrorCode.OUT_OF_RANGE, 7, "state.slip"),
         (step(stamp=2e10), ErrorCode.OUT_OF_RANGE, 7, "stamp"),
         (step(pad="x" * 70000), ErrorCode.TOO_LARGE, None, "65536"),
     ],

@@ -142,11 +142,14 @@ def test_fuzzed_bodies_get_replies_and_the_daemon_keeps_serving(start_daemon) ->
         sock.send_multipart([b"", b"\x00" * 100_000])  # over the size cap
         assert sock.poll(5000)
         assert msgpack.unpackb(sock.recv_multipart()[-1])["code"] == "too_large"
+        sock.send_multipart([b"", msgpack.packb({"type": "bye", "seq": 9})])  # its valid steps made it a car
+        assert sock.poll(5000)
+        assert msgpack.unpackb(sock.recv_multipart()[-1])["type"] == "ack"
     finally:
         sock.close(linger=0)
     assert not unanswered
     with ControllerClient(daemon.endpoint) as client:
-        client.reset()
+        assert client.reset()["type"] == "ack"
         assert client.ping()["type"] == "pong"
         reply = client.step(1, 1e6, STATE, timeout_s=5.0)
         assert reply.status == "ok" and np.isfinite(reply.action).all()

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from controller.track import TrackFormatError
-from controller.translog import LogError, events, export, load_steps
+from controller.translog import LogError, events, export, load_steps, write_table
 from tools.replay import plots
 from tools.replay.analysis import analyse, prediction_error_curve
 from tools.replay.tracks import TrackMismatch, resolve_track
@@ -62,6 +62,16 @@ def run_name(logs: list[str], taken: dict) -> str:
     return f"{name}#{len(taken)}" if name in taken else name
 
 
+def one_session(steps, session: str | None):
+    """The steps of ``session``; of the only session when none is named (one car's run)."""
+    if session is not None:
+        return steps.of_session(session)
+    sessions = steps.sessions()
+    if len(sessions) > 1:
+        raise LogError(f"the log holds {len(sessions)} cars' sessions ({', '.join(sessions)}); pick one with --session")
+    return steps
+
+
 def cmd_report(args: argparse.Namespace, logs_sets: list[list[str]]) -> int:
     labels = list(args.label or [])
     if labels and len(labels) != len(logs_sets):
@@ -72,7 +82,7 @@ def cmd_report(args: argparse.Namespace, logs_sets: list[list[str]]) -> int:
         track, warning = resolve_track(logs, args.track, args.force_track)
         if warning:
             print(warning, file=sys.stderr)
-        steps = load_steps(logs)
+        steps = one_session(load_steps(logs), args.session)
         name = labels[i] if labels else run_name(logs, summaries)
         errors = sum(1 for e in events(logs) if e.get("kind") == "error")
         run = analyse(name, steps, track, errors)
@@ -117,14 +127,20 @@ def main(argv: list[str] | None = None) -> int:
         c.add_argument("--out", type=Path, required=True)
         c.add_argument("--model", help="model bundle for the prediction-error figure")
         c.add_argument("--vehicle", default="passenger_car", help="kinematic model without --model")
+        c.add_argument("--session", help="the car's session id (stats or `python -m controller.translog info`); needed when a log holds several")
     e = sub.add_parser("export", help="step records as Parquet or CSV")
     e.add_argument("logs", nargs="+")
     e.add_argument("--format", choices=("parquet", "csv"), default="parquet")
     e.add_argument("--out", required=True)
+    e.add_argument("--session", help="only this session's steps")
     args = p.parse_args(argv)
     try:
         if args.command == "export":
-            print(f"wrote {export(args.logs, args.out, args.format)} rows to {args.out}")
+            if args.session is None:
+                print(f"wrote {export(args.logs, args.out, args.format)} rows to {args.out}")
+            else:
+                rows = write_table(load_steps(args.logs).of_session(args.session), args.out, args.format)
+                print(f"wrote {rows} rows to {args.out}")
             return 0
         sets = [args.logs] if args.command == "report" else [[args.run_a], [args.run_b]]
         return cmd_report(args, sets)

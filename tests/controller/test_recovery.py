@@ -1,0 +1,145 @@
+"""Loss-of-control detection and recovery, and the traction-aware output guard: unit cases,
+and the recovery inside a real ControlCore with a real MPPI planner."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from controller.core import ControlCore, guard_action
+from controller.costs import CostConfig, TrackCost
+from controller.planners.mppi import MPPIConfig
+from controller.planners.registry import build_planner
+from controller.recovery import (
+    REASON_PREFIX,
+    RecoveryConfig,
+    RecoveryMonitor,
+    SafetyConfig,
+    loss_of_control,
+)
+from controller.track import load_track
+from controller.traction import GRAVITY, TractionConfig, lateral_accel, traction_accel_bounds
+from sim.closed_loop import start_state
+from vehicle_models import KinematicBicycle, load_params
+from vehicle_models.layout import State
+
+PARAMS = load_params("passenger_car")
+CONFIG = RecoveryConfig()
+TRACTION = TractionConfig()
+
+
+def state(v=10.0, steer=0.0, yaw_rate=0.0, slip=0.0) -> np.ndarray:
+    return np.array([0.0, 0.0, steer, v, 0.0, yaw_rate, slip])
+
+
+def kinematic_yaw_rate(v: float, steer: float) -> float:
+    return v * math.tan(steer) / PARAMS.wheelbase
+
+
+# --- detection ----------------------------------------------------------------------------
+
+
+def test_driving_on_the_steering_is_in_control() -> None:
+    assert loss_of_control(state(), PARAMS, CONFIG) is None
+    steer = 0.1
+    cornering = state(15.0, steer, kinematic_yaw_rate(15.0, steer), -0.03)
+    assert loss_of_control(cornering, PARAMS, CONFIG) is None
+
+
+def test_slip_or_yaw_rate_against_the_steering_is_lost() -> None:
+    assert loss_of_control(state(slip=0.5), PARAMS, CONFIG).startswith(REASON_PREFIX)
+    assert "slip" in loss_of_control(state(slip=-2.8), PARAMS, CONFIG)
+    # Oversteer: turning at 1 rad/s on straight wheels; countersteer: the other way round.
+    assert "yaw rate" in loss_of_control(state(yaw_rate=1.0), PARAMS, CONFIG)
+    assert "yaw rate" in loss_of_control(state(steer=0.2, yaw_rate=-0.5), PARAMS, CONFIG)
+
+
+def test_unmeasured_fields_and_low_speed_never_count_as_lost() -> None:
+    assert loss_of_control(state(yaw_rate=np.nan, slip=np.nan), PARAMS, CONFIG) is None
+    assert loss_of_control(state(v=1.0, yaw_rate=2.0, slip=1.0), PARAMS, CONFIG) is None
+    assert loss_of_control(np.array([0.0, 0.0, 0.0, 10.0, 0.0]), PARAMS, CONFIG) is None
+
+
+def test_monitor_stays_in_recovery_until_calm_for_exit_steps() -> None:
+    monitor = RecoveryMonitor(CONFIG, PARAMS)
+    assert monitor.update(state()) is None
+    assert monitor.update(state(slip=0.6)) is not None and monitor.entries == 1
+    assert monitor.update(state(slip=0.2)) is not None  # between exit and enter: still lost
+    for _ in range(CONFIG.exit_steps - 1):
+        assert monitor.update(state(slip=0.05)) is not None
+    assert monitor.update(state(slip=0.05)) is None and not monitor.active
+    assert monitor.update(state(yaw_rate=1.5)) is not None and monitor.entries == 2
+    disabled = RecoveryMonitor(RecoveryConfig(enabled=False), PARAMS)
+    assert disabled.update(state(slip=1.0)) is None
+
+
+# --- traction-aware guard -----------------------------------------------------------------
+
+
+def test_traction_bounds_straight_line() -> None:
+    lowest, highest = traction_accel_bounds(5.0, 0.0, PARAMS, TRACTION)
+    budget = TRACTION.margin * PARAMS.mu * GRAVITY
+    assert lowest == pytest.approx(-budget) and highest == pytest.approx(TRACTION.drive_max)
+    # Above v_switch CommonRoad's power limit a_max v_switch / v takes over.
+    _, highest = traction_accel_bounds(30.0, 0.0, PARAMS, TRACTION)
+    assert highest == pytest.approx(PARAMS.accel_max * PARAMS.v_switch / 30.0)
+
+
+def test_traction_bounds_share_the_friction_circle_with_cornering() -> None:
+    budget = TRACTION.margin * PARAMS.mu * GRAVITY
+    v = 15.0
+    steer = math.atan(0.6 * budget * PARAMS.wheelbase / v**2)  # a_lat = 0.6 budget
+    assert lateral_accel(v, steer, PARAMS) == pytest.approx(0.6 * budget)
+    lowest, highest = traction_accel_bounds(v, steer, PARAMS, TRACTION)
+    assert lowest == pytest.approx(-0.8 * budget)  # sqrt(1 - 0.36) = 0.8
+    assert highest == pytest.approx(min(0.8 * budget, TRACTION.drive_max, PARAMS.accel_max * PARAMS.v_switch / v))
+    assert lowest**2 + lateral_accel(v, steer, PARAMS) ** 2 == pytest.approx(budget**2)
+    # Beyond the budget laterally: no driving, and braking keeps min_brake.
+    lowest, highest = traction_accel_bounds(v, -0.3, PARAMS, TRACTION)
+    assert highest == 0.0 and lowest == -TRACTION.min_brake
+
+
+def test_guard_applies_the_traction_limits_only_when_given_and_enabled() -> None:
+    x = state(5.0)
+    assert guard_action([0.0, 11.4], x, PARAMS) == (0.0, 11.4)  # the issue's +11.4 at 5 m/s
+    assert guard_action([0.0, 11.4], x, PARAMS, TRACTION) == (0.0, TRACTION.drive_max)
+    assert guard_action([0.0, 11.4], x, PARAMS, TractionConfig(enabled=False)) == (0.0, 11.4)
+    rate, accel = guard_action([np.nan, np.nan], state(np.nan), PARAMS, TRACTION)
+    assert (rate, accel) == (0.0, 0.0)
+
+
+# --- in the control core ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def core():
+    track = load_track("circle")
+    cost = TrackCost(CostConfig(), track, PARAMS)
+    planner = build_planner(
+        MPPIConfig(num_samples=128, horizon=20, compile=False),
+        KinematicBicycle(PARAMS, 0.05), cost, PARAMS,
+    )
+    core = ControlCore(planner, PARAMS, 0.05, 0.03, 3, stop_decel=4.0, safety=SafetyConfig())
+    return core, track
+
+
+def test_core_recovers_a_spinning_car_then_plans_again(core) -> None:
+    core, track = core
+    core.reset()
+    x = np.zeros(7)
+    x[:5] = start_state(track, 12.0).numpy()
+    first = core.step(x, 0.0)
+    assert first.status == "ok" and not first.recovery_started
+    x[State.YAW_RATE], x[State.SLIP] = 2.5, -1.9  # spinning
+    lost = core.step(x, 0.05)
+    assert lost.status == "stop" and lost.reason.startswith(REASON_PREFIX)
+    assert lost.action == (0.0, -CONFIG.brake) and lost.solve_ms == 0.0 and lost.recovery_started
+    again = core.step(x, 0.10)
+    assert again.status == "stop" and not again.recovery_started
+    x[State.YAW_RATE], x[State.SLIP] = 0.0, 0.0
+    x[State.STEER] = 0.0
+    outcomes = [core.step(x, 0.15 + 0.05 * k).status for k in range(CONFIG.exit_steps)]
+    assert outcomes[:-1] == ["stop"] * (CONFIG.exit_steps - 1) and outcomes[-1] == "ok"
+    assert core.car.recovery.entries == 1
