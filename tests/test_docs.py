@@ -60,6 +60,7 @@ def help_flags(main, argv: list[str], capsys) -> set[str]:
 
 COMMANDS = [
     ("controller.__main__", "parse_args", []),
+    ("controller.client", "parse_args", []),
     ("sim.__main__", "main", ["demo"]),
     ("sim.__main__", "main", ["drive"]),
     ("tools.sysid.__main__", "main", ["fit"]),
