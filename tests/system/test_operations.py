@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -137,6 +138,33 @@ def test_metrics_count_steps_latencies_and_errors(daemon: OpsDaemon) -> None:
     assert sum(v for k, v in after.items() if k.startswith("vehicle_mpc_errors_total{")) >= 1
     assert grew('vehicle_mpc_steps_by_status_total{status="ok"}') + grew("vehicle_mpc_fallbacks_total") == 20
     assert "vehicle_mpc_deadline_misses_total" in after and "process_cpu_seconds_total" in after
+
+
+def documented_stats_types() -> dict[str, type]:
+    doc = (ROOT / "docs" / "protocol.md").read_text()
+    table = doc.split("<!-- stats-types:begin -->")[1].split("<!-- stats-types:end -->")[0]
+    kinds = {"float64": float, "integer": int, "str": str, "map": dict, "array": list}
+    types = {}
+    for row in table.splitlines()[2:]:
+        keys, kind = [c.strip() for c in row.strip("|").split("|")]
+        for key in re.findall(r"`(\w+)`", keys):
+            types[key] = kinds[kind.split()[0].rstrip(":,")]
+    return types
+
+
+@pytest.mark.slow
+def test_stats_reply_has_the_documented_keys_and_types(daemon: OpsDaemon) -> None:
+    with ControllerClient(daemon.endpoint) as c:
+        c.wait_ready(120)
+        c.reset()
+        c.step(0, 0.0, STATE)
+        reply = c.stats()
+    documented = documented_stats_types()
+    for key, value in reply.items():
+        if key in ("type", "version", "seq"):
+            continue
+        assert key in documented, f"stats key {key!r} is not in docs/protocol.md"
+        assert isinstance(value, documented[key]) and not isinstance(value, bool), (key, value)
 
 
 @pytest.mark.slow
