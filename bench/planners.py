@@ -11,12 +11,21 @@ and without the action-rate term, which pytorch_mppi's per-step cost cannot expr
     python bench/planners.py --quick             # the target rows, in under two minutes
     python bench/planners.py --json out.json     # every configuration
     python bench/planners.py --paced             # calls paced at the control rate (20 Hz)
+    python bench/planners.py --disassemble       # print the dense layer's inner loop per build
+
+Every row runs once per build of the native kernel: ``native`` (``-march=native``) and
+``x86-64-v3`` (any AVX2 CPU), so the portable build's cost shows on one machine. Beside them
+the same run measures the fast path's residual network in GFLOP/s (useful FLOPs of the
+unpadded network, K=16384 points) and torch's float32 GEMM on a large square, both on the same
+threads; ``gemm_ratio`` (network / GEMM) goes into every --json record of that build.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -29,6 +38,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from controller.costs import CostConfig, CostWeights, TrackCost  # noqa: E402
+from controller.native import NativeProblem  # noqa: E402
+from controller.native import build as native_build  # noqa: E402
 from controller.planners.base import shift_plan  # noqa: E402
 from controller.planners.combined import CombinedConfig  # noqa: E402
 from controller.planners.ilqr import ILQRConfig  # noqa: E402
@@ -62,6 +73,68 @@ class Row:
     peer_p99_ms: float | None = None
     peer_mean_abs_lateral_m: float | None = None
     speedup: float | None = None
+    build: str = "native"
+    gemm_ratio: float | None = None
+
+
+@dataclass
+class Throughput:
+    build: str
+    residual_gflops: float
+    gemm_gflops: float
+
+    @property
+    def gemm_ratio(self) -> float:
+        return self.residual_gflops / self.gemm_gflops
+
+
+BUILDS = (native_build.DEFAULT_MARCH, native_build.PORTABLE_MARCH)
+GEMM_SIZE = 2048
+RESIDUAL_POINTS = 16384
+
+
+def best_seconds(*calls: Callable[[], object], repeats: int = 15) -> list[float]:
+    """Fastest of ``repeats`` timed runs of each call, the calls interleaved (a machine shared
+    with other work slows both alike, so their ratio holds), after one warm-up run each."""
+    best = [float("inf")] * len(calls)
+    for call in calls:
+        call()
+    for _ in range(repeats):
+        for i, call in enumerate(calls):
+            started = time.perf_counter()
+            call()
+            best[i] = min(best[i], time.perf_counter() - started)
+    return best
+
+
+def measure_throughput(build: str, track, threads: int) -> Throughput:
+    """The native residual network's useful GFLOP/s (unpadded widths, RESIDUAL_POINTS points)
+    and torch's float32 GEMM on a GEMM_SIZE square (MKL / oneDNN: the CPU's practical peak)."""
+    model = make_model("semi")
+    native = NativeProblem(model, TrackCost(COST, track, PARAMS), torch.tensor(PARAMS.action_low),
+                           torch.tensor(PARAMS.action_high), threads)
+    sizes = [model.residual.in_dim, *model.residual.config.hidden, model.residual.out_dim]
+    flops = 2.0 * RESIDUAL_POINTS * model.ensemble_size * sum(a * b for a, b in zip(sizes, sizes[1:]))
+    g = torch.Generator().manual_seed(0)
+    features = torch.randn(RESIDUAL_POINTS, sizes[0], generator=g)
+    rates = torch.empty(RESIDUAL_POINTS, sizes[-1])
+    a, b = torch.randn(GEMM_SIZE, GEMM_SIZE, generator=g), torch.randn(GEMM_SIZE, GEMM_SIZE, generator=g)
+    out = torch.empty(GEMM_SIZE, GEMM_SIZE)
+    network_s, gemm_s = best_seconds(
+        lambda: native.residual(features, rates), lambda: torch.mm(a, b, out=out)
+    )
+    return Throughput(build, flops / network_s / 1e9, 2.0 * GEMM_SIZE**3 / gemm_s / 1e9)
+
+
+def disassemble(march: str) -> str:
+    """The dense layer's inner loop (the block of vfmadd231ps) of one build, from objdump."""
+    text = subprocess.run(["objdump", "-d", "--no-show-raw-insn", str(native_build.build(march))],
+                          capture_output=True, text=True, check=True).stdout
+    body = text.split("<residual_forward>:", 1)[-1].split("\n\n", 1)[0].splitlines()
+    hot = [i for i, line in enumerate(body) if "vfmadd231ps" in line]
+    if not hot:
+        return f"{march}: no vfmadd231ps in residual_forward"
+    return "\n".join([f"== -march={march}"] + body[max(0, hot[0] - 4): hot[min(len(hot) - 1, 15)] + 4])
 
 
 def make_model(name: str) -> KinematicBicycle | SemiParametricModel:
@@ -167,7 +240,7 @@ def peer(config: MPPIConfig, model, track) -> Callable:
     return solve
 
 
-def run_row(spec: dict, track, steps: int, paced: bool, with_peer: bool) -> Row:
+def run_row(spec: dict, track, steps: int, paced: bool, with_peer: bool, build: str) -> Row:
     model = make_model(spec["model"])
     config = spec["config"]
     times, lat = closed_loop(ours(config, model, track), model, track, steps, paced)
@@ -182,6 +255,7 @@ def run_row(spec: dict, track, steps: int, paced: bool, with_peer: bool) -> Row:
         median_ms=float(np.median(times)),
         p99_ms=float(np.percentile(times, 99)),
         mean_abs_lateral_m=lat,
+        build=build,
     )
     if with_peer and config.kind == "mppi":
         peer_times, peer_lat = closed_loop(peer(config, model, track), model, track, steps, paced)
@@ -222,12 +296,12 @@ def fmt(v: float | None, spec: str = ".2f") -> str:
 
 
 def print_table(rows: list[Row]) -> None:
-    head = f"{'planner':<10} {'model':<10} {'K':>5} {'H':>3} {'median ms':>10} {'p99 ms':>8} {'|lat| m':>8} {'peer med':>9} {'peer p99':>9} {'peer|lat|':>9} {'speedup':>8}"
+    head = f"{'build':<10} {'planner':<10} {'model':<10} {'K':>5} {'H':>3} {'median ms':>10} {'p99 ms':>8} {'|lat| m':>8} {'peer med':>9} {'peer p99':>9} {'peer|lat|':>9} {'speedup':>8}"
     print(head)
     print("-" * len(head))
     for r in rows:
         print(
-            f"{r.planner:<10} {r.model:<10} {fmt(r.samples, 'd'):>5} {r.horizon:>3} "
+            f"{r.build:<10} {r.planner:<10} {r.model:<10} {fmt(r.samples, 'd'):>5} {r.horizon:>3} "
             f"{r.median_ms:>10.2f} {r.p99_ms:>8.2f} {r.mean_abs_lateral_m:>8.3f} "
             f"{fmt(r.peer_median_ms):>9} {fmt(r.peer_p99_ms):>9} {fmt(r.peer_mean_abs_lateral_m, '.3f'):>9} "
             f"{fmt(r.speedup, '.1f'):>8}"
@@ -242,19 +316,52 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--paced", action="store_true", help="call at the control rate, not back to back")
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
     parser.add_argument("--no-peer", action="store_true", help="skip pytorch_mppi")
+    parser.add_argument("--builds", nargs="+", default=list(BUILDS), help="-march targets of the kernel")
+    parser.add_argument("--disassemble", action="store_true", help="print the dense inner loop per build")
     args = parser.parse_args(argv)
+    if args.disassemble:
+        for march in args.builds:
+            print(disassemble(march))
+        return 0
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     steps = args.steps or (120 if args.quick else 200)
     track = load_track("random:0")
-    rows = []
-    for spec in specs(args.quick):
-        row = run_row(spec, track, steps, args.paced, spec.get("peer", False) and not args.no_peer)
-        rows.append(row)
-        print(f"  done: {row.planner} {row.model} K={row.samples} H={row.horizon}", file=sys.stderr, flush=True)
+    rows, throughput = [], {}
+    for build in args.builds:
+        os.environ["VEHICLE_MPC_MARCH"] = build  # the kernel build every planner below loads
+        throughput[build] = measure_throughput(build, track, args.threads)
+        peers: dict[int, Row] = {}
+        for i, spec in enumerate(specs(args.quick)):
+            with_peer = spec.get("peer", False) and not args.no_peer and i not in peers
+            row = run_row(spec, track, steps, args.paced, with_peer, build)
+            if row.peer_median_ms is not None:
+                peers[i] = row
+            elif i in peers:  # pytorch_mppi does not depend on the build: measured once
+                p = peers[i]
+                row.peer_median_ms, row.peer_p99_ms = p.peer_median_ms, p.peer_p99_ms
+                row.peer_mean_abs_lateral_m = p.peer_mean_abs_lateral_m
+                row.speedup = row.peer_median_ms / row.median_ms
+            row.gemm_ratio = throughput[build].gemm_ratio
+            rows.append(row)
+            print(f"  done: {build} {row.planner} {row.model} K={row.samples} H={row.horizon}",
+                  file=sys.stderr, flush=True)
     print(f"\nsolve time per control step, {steps - WARMUP_STEPS} calls per row "
           f"({'paced at 20 Hz' if args.paced else 'back to back'}), {args.threads} threads, float32\n")
     print_table(rows)
+    print(f"\nresidual network (native kernel, {RESIDUAL_POINTS} points) against torch float32 GEMM "
+          f"({GEMM_SIZE}^2), {args.threads} threads, fastest of 15 interleaved runs\n")
+    print(f"{'build':<10} {'residual GFLOP/s':>17} {'GEMM GFLOP/s':>13} {'gemm_ratio':>11}")
+    for t in throughput.values():
+        print(f"{t.build:<10} {t.residual_gflops:>17.1f} {t.gemm_gflops:>13.1f} {t.gemm_ratio:>11.2f}")
+    if len(throughput) > 1:
+        rows_by_build: dict[tuple, dict[str, float]] = {}
+        for r in rows:
+            rows_by_build.setdefault((r.planner, r.model, r.samples, r.horizon), {})[r.build] = r.median_ms
+        print(f"\nmedian solve time of each build over the {args.builds[0]} build's")
+        for key, by_build in rows_by_build.items():
+            ratios = "  ".join(f"{b}: {by_build[b] / by_build[args.builds[0]]:.2f}x" for b in by_build)
+            print(f"  {key[0]:<10} {key[1]:<10} K={fmt(key[2], 'd'):>5} H={key[3]:<3} {ratios}")
     if args.json:
         args.json.write_text(json.dumps([asdict(r) for r in rows], indent=2))
         print(f"\nwrote {args.json}")

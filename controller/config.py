@@ -11,8 +11,10 @@ them.
 from __future__ import annotations
 
 import difflib
+import os
 import types
 import typing
+from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,7 +28,10 @@ from controller.protocol import InputLimits
 from controller.recovery import SafetyConfig
 from controller.security import SecurityConfig
 
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "daemon.yaml"
+#: The shipped config, package data of ``configs`` (the same file in a checkout and a wheel).
+DEFAULT_CONFIG = Path(str(resources.files("configs") / "daemon.yaml"))
+#: Outside any checkout: a daemon started from the repository must not write into it.
+DEFAULT_LOG_DIR = "~/.local/state/vehicle-mpc/logs"
 
 
 class ConfigError(ValueError):
@@ -48,10 +53,18 @@ class ModelSettings(_Strict):
 
 class LogSettings(_Strict):
     enabled: bool = True
-    dir: str = Field("logs", description="directory of the transition log files")
+    dir: str = Field(
+        DEFAULT_LOG_DIR,
+        description="directory of the transition log files; ~ and $VARS are expanded",
+    )
     rotate_mb: float = Field(64.0, gt=0, description="start a new file beyond this size [MiB]")
     rotate_s: float = Field(600.0, gt=0, description="start a new file after this long [s]")
     flush_s: float = Field(0.5, gt=0, description="records reach the OS at least this often [s]")
+
+    @property
+    def path(self) -> Path:
+        """``dir`` with ``~`` and environment variables expanded."""
+        return Path(os.path.expandvars(self.dir)).expanduser()
 
 
 class DaemonConfig(_Strict):
@@ -65,6 +78,17 @@ class DaemonConfig(_Strict):
     dead_time: float = Field(0.0, ge=0, description="input dead time to compensate [s]")
     stale_after_s: float = Field(
         1.0, gt=0, description="a step delayed this much more than the previous one (receipt vs stamp) is stale [s]"
+    )
+    max_sessions: int = Field(
+        1, ge=1, le=64, description="cars served at once (one session each); more get a busy error"
+    )
+    session_idle_s: float = Field(
+        2.0, gt=0, description="a session silent this long gives its place to a new car [s]"
+    )
+    admin_bind: str | None = Field(
+        None,
+        description="ipc:// endpoint for reload and resetting another session; when set, the "
+        "main endpoint refuses them (forbidden)",
     )
     vehicle: str = Field("passenger_car", description="named parameter set or YAML path")
     track: str = Field("circle", description="built-in track name or TUM CSV path")
@@ -87,6 +111,12 @@ class DaemonConfig(_Strict):
     def _planner_step_fits(self) -> DaemonConfig:
         if not 0 < self.planner.dt <= self.control_period * 20:
             raise ValueError("planner.dt: must be positive and at most 20 control periods")
+        return self
+
+    @model_validator(mode="after")
+    def _admin_is_ipc(self) -> DaemonConfig:
+        if self.admin_bind is not None and not self.admin_bind.startswith("ipc://"):
+            raise ValueError("admin_bind: must be an ipc:// endpoint (protected by file permissions)")
         return self
 
     @property

@@ -5,6 +5,12 @@ dead time, warm-start from the previous plan shifted by the time that passed, pl
 solve budget, fall back to the previous plan when planning fails, stop the car after too many
 fallbacks in a row, and pass every action through the output guard (limits, steering end
 stops, never NaN).
+
+What belongs to one car lives in a ``CarState``: the last plan (the warm start), the last
+action, the fallback count and the actions in flight. The planner and its buffers are shared:
+several cars (the daemon's sessions) step through one ``ControlCore``, each with its own
+``CarState``, and one car's plan never warm-starts another's. ``step`` without a car uses
+the core's own (a single car: tests, benchmarks, the simulator's in-process mode).
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -98,6 +105,45 @@ def shift_actions(actions: np.ndarray, dt: float, elapsed: float, out: np.ndarra
     return out
 
 
+@dataclass(eq=False)
+class CarState:
+    """One car's control state: what ``ControlCore.step`` carries from one request to the next."""
+
+    last: torch.Tensor  #: (nu,) float64, the last action sent (shares memory with last_np)
+    last_np: np.ndarray
+    delay: DelayCompensator | None  #: this car's actions in flight (its own queue)
+    recovery: RecoveryMonitor  #: whether this car is in a loss-of-control recovery
+    plan: np.ndarray | None = None  #: (H, nu) float64, the last fresh plan
+    plan_stamp: float | None = None
+    consecutive_fallbacks: int = 0
+    generation: int = 0  #: the core's planner generation this state was brought up to
+    solver: Any = None  #: the planner's own carry-over (iLQR's regularisation); None: fresh
+
+    @classmethod
+    def fresh(
+        cls, delay: DelayCompensator | None, recovery: RecoveryMonitor, generation: int = 0
+    ) -> CarState:
+        last = torch.zeros(len(Action), dtype=torch.float64)
+        return cls(last, last.numpy(), _own_delay(delay), recovery, generation=generation)
+
+    def reset(self) -> None:
+        """New episode: no warm start, no actions in flight, fallback count cleared."""
+        self.plan, self.plan_stamp = None, None
+        self.last_np[:] = 0.0
+        self.consecutive_fallbacks = 0
+        self.solver = None
+        self.recovery.reset()
+        if self.delay is not None:
+            self.delay.reset()
+
+
+def _own_delay(template: DelayCompensator | None) -> DelayCompensator | None:
+    """A compensator like ``template`` (same model and dead time) with an empty queue."""
+    if template is None:
+        return None
+    return DelayCompensator(template.model, template.steps * template.control_period, template.control_period)
+
+
 class ControlCore:
     def __init__(
         self,
@@ -120,27 +166,29 @@ class ControlCore:
         self.delay = delay
         self.state_dim = state_dim
         self.safety = safety if safety is not None else SafetyConfig()
-        self.recovery = RecoveryMonitor(self.safety.recovery, params)
-        self._recoveries_seen = 0
+        self._carries_state = hasattr(planner, "solver_state")  #: e.g. iLQR's regularisation
+        self._generation = 0  #: counts planner swaps; a car older than this is adopted first
         self._allocate()
-        self.reset()
+        self.car = self.new_car()  #: the car ``step`` drives when it is given none
 
-    def reset(self) -> None:
-        """New episode: no warm start, no actions in flight, fallback count cleared."""
-        self._plan: np.ndarray | None = None  #: (H, nu) float64, the last fresh plan
-        self._plan_stamp: float | None = None
-        self._last_np[:] = 0.0
-        self.consecutive_fallbacks = 0
-        self.recovery.reset()
-        if self.delay is not None:
-            self.delay.reset()
+    def new_car(self) -> CarState:
+        """A car's state for a new session: no warm start, nothing in flight."""
+        recovery = RecoveryMonitor(self.safety.recovery, self.params)
+        return CarState.fresh(self.delay, recovery, self._generation)
+
+    def reset(self, car: CarState | None = None) -> None:
+        """New episode of ``car`` (default: the core's own); other cars are untouched."""
+        (car or self.car).reset()
+
+    @property
+    def consecutive_fallbacks(self) -> int:
+        """Of the core's own car."""
+        return self.car.consecutive_fallbacks
 
     def _allocate(self) -> None:
         """The planner's inputs, as tensors sharing memory with numpy arrays (written in place)."""
         self._x = torch.zeros(self.state_dim, dtype=torch.float64)
         self._x_np = self._x.numpy()
-        self._last = torch.zeros(len(Action), dtype=torch.float64)
-        self._last_np = self._last.numpy()
         self._allocate_warm_start(self.planner.horizon)
 
     def _allocate_warm_start(self, horizon: int) -> None:
@@ -148,26 +196,42 @@ class ControlCore:
         self._warm_np = self._warm.numpy()
 
     def replace_planner(self, planner: Planner, delay: DelayCompensator | None = None) -> None:
-        """Swap the planner and the delay compensator (a reloaded model) between steps; the
-        warm start and the actions in flight carry over."""
-        if delay is not None and self.delay is not None:
-            delay.take_in_flight(self.delay)
+        """Swap the planner and the delay compensator (a reloaded model) between steps; each
+        car's warm start and actions in flight carry over (``_adopt``, at its next step)."""
         self.planner = planner
         self.delay = delay
+        self._carries_state = hasattr(planner, "solver_state")
+        self._generation += 1
         if planner.horizon != self._warm_np.shape[0]:
             self._allocate_warm_start(planner.horizon)
-            self._plan = None  # a plan of another length is no warm start for this planner
+        self._adopt(self.car)
 
-    def _shifted_plan(self, stamp: float) -> torch.Tensor | None:
-        """The last plan shifted to ``stamp``, in the warm-start buffer (None: no plan yet)."""
-        if self._plan is None or self._plan_stamp is None:
+    def _adopt(self, car: CarState) -> None:
+        """Bring ``car`` up to the current model: its actions in flight move to a compensator
+        of the new model, and a plan of another length is no warm start for this planner."""
+        own = _own_delay(self.delay)
+        if own is not None and car.delay is not None:
+            own.take_in_flight(car.delay)
+        car.delay = own
+        if car.plan is not None and car.plan.shape[0] != self._warm_np.shape[0]:
+            car.plan = None
+        car.solver = None  # another planner's carry-over means nothing to this one
+        car.generation = self._generation
+
+    def _shifted_plan(self, car: CarState, stamp: float) -> torch.Tensor | None:
+        """The car's last plan shifted to ``stamp``, in the warm-start buffer (None: no plan)."""
+        if car.plan is None or car.plan_stamp is None:
             return None
-        elapsed = min(max(stamp - self._plan_stamp, 0.0), self._plan.shape[0] * self.planner.dt)
-        shift_actions(self._plan, self.planner.dt, elapsed, out=self._warm_np)
+        elapsed = min(max(stamp - car.plan_stamp, 0.0), car.plan.shape[0] * self.planner.dt)
+        shift_actions(car.plan, self.planner.dt, elapsed, out=self._warm_np)
         return self._warm
 
-    def step(self, state: Sequence[float], stamp: float) -> StepOutcome:
-        """One control step from ``state`` (7 floats, CommonRoad order; NaN where unmeasured).
+    def step(
+        self, state: Sequence[float], stamp: float, car: CarState | None = None, budget_s: float | None = None
+    ) -> StepOutcome:
+        """One control step of ``car`` (default: the core's own) from ``state`` (7 floats,
+        CommonRoad order; NaN where unmeasured), planned within ``budget_s`` (default: the
+        whole solve budget; the daemon passes a share when several cars are served).
 
         Around ``planner.plan`` there are only plain floats and a handful of numpy calls on
         buffers allocated once: on a VM a library call made once per control period costs
@@ -176,19 +240,28 @@ class ControlCore:
         inputs; none keeps them).
         """
         started = time.perf_counter()
-        lost = self.recovery.update(state)
+        car = self.car if car is None else car
+        budget_s = self.solve_budget_s if budget_s is None else budget_s
+        if car.generation != self._generation:
+            self._adopt(car)
+        recoveries_before = car.recovery.entries
+        lost = car.recovery.update(state)
         if lost is not None:
-            return self._recover(state, lost, started)
+            return self._recover(car, state, lost, started, budget_s, car.recovery.entries != recoveries_before)
         self._x_np[:] = state[: self.state_dim]
         x = self._x
-        if self.delay is not None and self.delay.active:
-            x = torch.from_numpy(self.delay.predict_array(self._x_np))
-        warm = self._shifted_plan(stamp)
+        if car.delay is not None and car.delay.active:
+            x = torch.from_numpy(car.delay.predict_array(self._x_np))
+        warm = self._shifted_plan(car, stamp)
         result: PlanResult | None = None
         plan: np.ndarray | None = None
         reason = ""
         try:
-            result = self.planner.plan(x, warm, self._last, deadline=started + self.solve_budget_s)
+            if self._carries_state:  # the planner's carry-over is this car's, not the last car's
+                self.planner.set_solver_state(car.solver)
+            result = self.planner.plan(x, warm, car.last, deadline=started + budget_s)
+            if self._carries_state:
+                car.solver = self.planner.solver_state()
             # A copy: a planner may reuse the buffer behind result.actions on its next call.
             plan = result.actions.numpy().astype(np.float64)
         except Exception as e:  # a failing planner must not take the daemon down
@@ -200,12 +273,12 @@ class ControlCore:
             reason, result, plan = "planner returned non-finite actions", None, None
         if plan is not None:
             status = OK
-            self.consecutive_fallbacks = 0
-            self._plan, self._plan_stamp = plan, stamp
+            car.consecutive_fallbacks = 0
+            car.plan, car.plan_stamp = plan, stamp
             first = plan.item(0), plan.item(1)
         else:
-            self.consecutive_fallbacks += 1
-            if warm is not None and self.consecutive_fallbacks <= self.max_consecutive_fallbacks:
+            car.consecutive_fallbacks += 1
+            if warm is not None and car.consecutive_fallbacks <= self.max_consecutive_fallbacks:
                 status, plan = FALLBACK, self._warm_np.copy()
                 first = plan.item(0), plan.item(1)
             else:
@@ -213,32 +286,33 @@ class ControlCore:
                 reason = reason or "no plan to fall back on"
                 first = self._stop_action(state)
         action = guard_action(first, state, self.params, self.safety.traction)
-        self._last_np[:] = action
-        if self.delay is not None:
-            self.delay.record(action)
+        car.last_np[:] = action
+        if car.delay is not None:
+            car.delay.record(action)
         total_ms = (time.perf_counter() - started) * 1e3
         return StepOutcome(
             action=action,
             status=status,
             solve_ms=solve_ms,
-            deadline_missed=total_ms > self.solve_budget_s * 1e3,
+            deadline_missed=total_ms > budget_s * 1e3,
             plan=plan,
             cost=None if result is None else result.cost,
             cost_terms={} if result is None else result.cost_terms,
             reason=reason,
         )
 
-    def _recover(self, state: Sequence[float], reason: str, started: float) -> StepOutcome:
+    def _recover(
+        self, car: CarState, state: Sequence[float], reason: str, started: float, budget_s: float, entered: bool
+    ) -> StepOutcome:
         """A step of the loss-of-control recovery (controller.recovery): no planning."""
-        entered, self._recoveries_seen = self.recovery.entries != self._recoveries_seen, self.recovery.entries
         action = guard_action(recovery_action(state, self.safety.recovery), state, self.params)
-        self._last_np[:] = action
-        if self.delay is not None:
-            self.delay.record(action)
+        car.last_np[:] = action
+        if car.delay is not None:
+            car.delay.record(action)
         total_ms = (time.perf_counter() - started) * 1e3
         return StepOutcome(
             action=action, status=STOP, solve_ms=0.0,
-            deadline_missed=total_ms > self.solve_budget_s * 1e3, plan=None, cost=None,
+            deadline_missed=total_ms > budget_s * 1e3, plan=None, cost=None,
             reason=reason, recovery_started=entered,
         )
 

@@ -35,10 +35,11 @@ from typing import Any, Literal, NamedTuple
 import msgpack
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
+from controller.translog.schema import STATE_FIELDS  # the one list of field names and order
 from vehicle_models.layout import State
 
 PROTOCOL_VERSION = 1
-REQUEST_TYPES = ("step", "ping", "reset", "stats", "reload")
+REQUEST_TYPES = ("step", "ping", "reset", "stats", "reload", "bye")
 STATUSES = ("ok", "fallback", "stop")
 
 
@@ -55,6 +56,9 @@ class ErrorCode(str, Enum):
     UNSUPPORTED_VERSION = "unsupported_version"
     NOT_READY = "not_ready"  #: the daemon is still starting
     RELOAD_FAILED = "reload_failed"  #: a reload could not be started
+    BUSY = "busy"  #: every session is taken (max_sessions); retry after the car idles or says bye
+    FORBIDDEN = "forbidden"  #: an admin request off the admin endpoint, or a path outside model_dir
+    UNKNOWN_SESSION = "unknown_session"  #: a reset names a session the daemon does not hold
     INTERNAL = "internal"  #: the daemon failed; the request may be retried
 
 
@@ -95,8 +99,6 @@ class _Message(BaseModel):
     # so that a newer client can add optional fields without breaking older daemons.
     model_config = ConfigDict(frozen=True, strict=True, allow_inf_nan=False, extra="ignore")
 
-
-STATE_FIELDS = ("x", "y", "yaw", "v", "steer", "yaw_rate", "slip")
 
 
 class VehicleStateMsg(_Message):
@@ -148,6 +150,9 @@ class PingRequest(Request):
 
 class ResetRequest(Request):
     type: Literal["reset"] = "reset"
+    session: str | None = Field(
+        None, description="the session to reset (admin endpoint only); none: the sender's own"
+    )
 
 
 class StatsRequest(Request):
@@ -159,12 +164,19 @@ class ReloadRequest(Request):
     path: str | None = Field(None, description="bundle directory; none: the configured source")
 
 
+class ByeRequest(Request):
+    """The sender's car is done: its session ends and its place is free at once."""
+
+    type: Literal["bye"] = "bye"
+
+
 REQUEST_MODELS: dict[str, type[Request]] = {
     "step": StepRequest,
     "ping": PingRequest,
     "reset": ResetRequest,
     "stats": StatsRequest,
     "reload": ReloadRequest,
+    "bye": ByeRequest,
 }
 assert tuple(REQUEST_MODELS) == REQUEST_TYPES
 
@@ -270,7 +282,7 @@ def decode_request(body: bytes, limits: InputLimits) -> Request:
     """Decode and validate one request body; ProtocolError on anything wrong.
 
     Returns one of ``StepRequest``, ``PingRequest``, ``ResetRequest``, ``StatsRequest``,
-    ``ReloadRequest``; ``request.body`` holds the whole decoded map.
+    ``ReloadRequest``, ``ByeRequest``; ``request.body`` holds the whole decoded map.
     """
     return _validate(unpack(body, limits), limits)
 

@@ -1,19 +1,29 @@
 """A client of the daemon's wire contract (docs/protocol.md): a DEALER socket and plain dicts.
 
-A request that gets no reply within its timeout closes the socket (linger 0) and opens a
-fresh one: the "lazy pirate" pattern of the ZeroMQ guide. A DEALER never wedges the way a REQ
-does after a lost reply, and a fresh socket picks up a restarted daemon. Replies to
-abandoned requests are told apart by ``seq`` and dropped.
+A request that gets no reply within its timeout raises ``DaemonUnavailable`` and leaves the
+socket as it is: a DEALER never wedges the way a REQ does after a lost reply, ZeroMQ
+reconnects a dropped connection by itself (a restarted daemon is picked up; heartbeats find
+a connection that died silently), and replies to abandoned requests are told apart by
+``seq`` and dropped. The socket is not reopened (the "lazy pirate" of the ZeroMQ guide):
+the daemon serves each car as a session keyed by the socket's identity, and two connections
+with one identity race at the daemon (a request still queued on the old one arrives under a
+temporary identity and would take the car's place). ``reconnect()`` reopens on request.
 
 A step is never resent on a timeout: its state is old by then, and the caller should send a
-fresh one (holding its previous action meanwhile). Control requests (ping, reset, stats,
-reload) may be retried; their ``seq`` numbers come from a range of their own (from 2**40) so
-that they never collide with the caller's step numbers.
+fresh one (holding its previous action meanwhile); a caller that resends it anyway (the
+simulator's lockstep mode) gets the daemon's reply to the first copy. The client picks its
+identity at construction (``identity=``, random by default) and gives it to every socket it
+opens, so even a reopened socket keeps the car's session (its warm start, and its place when
+the daemon takes one car only). ``bye()`` ends the session; ``close()`` says it for a client
+that stepped. Control requests (ping, reset, stats, reload) may be retried; their ``seq``
+numbers come from a range of their own (from 2**40) so that they never collide with the
+caller's step numbers.
 """
 
 from __future__ import annotations
 
 import itertools
+import os
 import time
 from typing import Any
 
@@ -38,8 +48,15 @@ class ControllerClient:
         timeout_s: float = 1.0,
         curve: tuple[str, str] | None = None,
         context: zmq.Context | None = None,
+        identity: bytes | None = None,
     ):
-        """``curve``: (client secret key file, daemon public key file) for a CURVE daemon."""
+        """``curve``: (client secret key file, daemon public key file) for a CURVE daemon.
+        ``identity``: the car's ROUTER identity (1-255 bytes, not starting with a zero byte);
+        random by default."""
+        if identity is not None and not (0 < len(identity) <= 255 and identity[0] != 0):
+            raise ValueError("identity must be 1-255 bytes and must not start with a zero byte")
+        self.identity = identity or b"car-" + os.urandom(8).hex().encode()
+        self.stepped = False  #: a step was sent: the daemon holds a session for this client
         self.endpoint = endpoint
         self.timeout_s = timeout_s
         self.curve = curve
@@ -54,6 +71,11 @@ class ControllerClient:
         socket = self.context.socket(zmq.DEALER)
         socket.setsockopt(zmq.LINGER, 0)
         socket.setsockopt(zmq.MAXMSGSIZE, MAX_REPLY_BYTES)
+        socket.setsockopt(zmq.ROUTING_ID, self.identity)
+        # A connection that died without a FIN (a cable, a suspended host) is found and
+        # redialled within a few seconds, as a closed one is at once.
+        socket.setsockopt(zmq.HEARTBEAT_IVL, 1000)
+        socket.setsockopt(zmq.HEARTBEAT_TIMEOUT, 3000)
         if self.curve is not None:
             from controller.security import configure_curve_client
 
@@ -62,12 +84,24 @@ class ControllerClient:
         self.socket = socket
 
     def reconnect(self) -> None:
-        """Drop the socket, with anything queued on it, and connect a fresh one."""
-        self.close()
+        """Drop the socket, with anything queued on it, and connect a fresh one (same identity)."""
+        self._drop_socket()
         self.reconnects += 1
         self._open()
 
     def close(self) -> None:
+        """Say bye if this client stepped (its session's place is free at once), then close."""
+        if self.socket is not None and self.stepped:
+            try:
+                self.send({"type": "bye", "seq": next(self._control_seq), "version": PROTOCOL_VERSION})
+                self.socket.close(linger=200)  # the bye gets 0.2 s to leave; close never waits
+                self.socket = None
+                self.stepped = False
+            except zmq.ZMQError:
+                pass
+        self._drop_socket()
+
+    def _drop_socket(self) -> None:
         if self.socket is not None:
             self.socket.close(linger=0)
             self.socket = None
@@ -87,6 +121,8 @@ class ControllerClient:
         self.socket.send_multipart([b"", body])
 
     def send(self, message: dict[str, Any]) -> None:
+        if message.get("type") in ("step", "reset"):
+            self.stepped = True
         self.send_raw(msgpack.packb(message, use_bin_type=True))
 
     def receive(self, seq: int | None, timeout_s: float) -> dict[str, Any] | None:
@@ -110,14 +146,13 @@ class ControllerClient:
     def request(
         self, message: dict[str, Any], timeout_s: float | None = None, retries: int = 0
     ) -> dict[str, Any]:
-        """Send ``message`` and wait for its reply; reconnect and resend up to ``retries`` times."""
+        """Send ``message`` and wait for its reply; resend up to ``retries`` times."""
         timeout_s = self.timeout_s if timeout_s is None else timeout_s
         for _ in range(retries + 1):
             self.send(message)
             reply = self.receive(message.get("seq"), timeout_s)
             if reply is not None:
                 return reply
-            self.reconnect()
         raise DaemonUnavailable(
             f"no reply from {self.endpoint} within {timeout_s} s ({retries + 1} tries)"
         )
@@ -140,8 +175,7 @@ class ControllerClient:
     ) -> dict[str, Any]:
         """One control step: the action reply, or an error reply (``type`` tells which).
 
-        DaemonUnavailable after ``timeout_s`` without a reply; the socket is reopened and
-        the step is not resent.
+        DaemonUnavailable after ``timeout_s`` without a reply; the step is not resent.
         """
         message: dict[str, Any] = {"type": "step", "seq": seq, "stamp": stamp, "state": state}
         if want_plan:
@@ -161,9 +195,16 @@ class ControllerClient:
                 if time.perf_counter() >= deadline:
                     raise
 
-    def reset(self, retries: int = 2) -> dict[str, Any]:
-        """Start a new episode (the daemon drops its warm start and this client's stamps)."""
-        return self._control("reset", retries)
+    def reset(self, retries: int = 2, session: str | None = None) -> dict[str, Any]:
+        """Start a new episode of this car's session (the daemon drops its warm start and
+        stamps), opening the session; ``session``: another car's (admin endpoint only)."""
+        return self._control("reset", retries, **({"session": session} if session is not None else {}))
+
+    def bye(self) -> dict[str, Any]:
+        """End this car's session: the daemon frees its place at once."""
+        reply = self._control("bye", 0)
+        self.stepped = False
+        return reply
 
     def stats(self, retries: int = 0) -> dict[str, Any]:
         return self._control("stats", retries)

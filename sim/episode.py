@@ -34,7 +34,7 @@ class Reply:
     """What a controller answered for one step."""
 
     action: np.ndarray | None  #: (2,) or None when there was no usable answer
-    status: str  #: "ok", "fallback", "stop", "error" or "timeout"
+    status: str  #: "ok", "fallback", "stop", "error", "timeout"; "interrupted", "exited" end the episode
     round_trip_ms: float
     solve_ms: float = 0.0
 
@@ -80,7 +80,9 @@ class SensorNoise:
 class Summary:
     track: str
     completed: bool
-    end_reason: str  #: "lap", "offtrack", "step_limit", "controller" or "diverged"
+    #: "lap", "offtrack", "step_limit", "controller" (no answer), "diverged", "interrupted"
+    #: (Ctrl-C) or "exited" (the daemon process ended)
+    end_reason: str
     steps: int
     lap_time_s: float | None
     mean_abs_lateral_m: float
@@ -99,15 +101,17 @@ class Summary:
     extra: dict[str, float] = field(default_factory=dict)
     lap_times_s: list[float] = field(default_factory=list)  #: each completed lap [s]
     reference_lap_s: float | None = None  #: friction-limited flying lap (reference_lap) [s]
+    laps: float = 1.0  #: laps asked for; lap_time_s is the time they took
 
     def to_json(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(asdict(self), indent=2) + "\n")
 
     def lines(self) -> list[str]:
         lap = f"{self.lap_time_s:.2f} s" if self.lap_time_s is not None else "not completed"
+        label = "lap time" if self.laps == 1 else f"time for {self.laps:g} laps"
         lines = [
             f"track {self.track}: {self.end_reason} after {self.steps} steps ({self.mode})",
-            f"  lap time            {lap}",
+            f"  {label:<20}{lap}",
         ]
         if self.reference_lap_s:
             each = ", ".join(
@@ -194,6 +198,9 @@ def run_episode(
             if reply.status == "timeout":
                 end_reason = "controller"
                 break
+        if reply.status in ("interrupted", "exited"):  # a controller that will not answer again
+            end_reason = reply.status
+            break
         rtt.append(reply.round_trip_ms)
         solve.append(reply.solve_ms)
         if reply.status in ("fallback", "stop", "error") or (config.realtime and reply.status == "timeout"):
@@ -211,7 +218,10 @@ def run_episode(
             break
         if config.realtime:
             clock += period
-            time.sleep(max(0.0, clock - time.perf_counter()))
+            now = time.perf_counter()
+            if clock < now - period:  # an outage (timeouts) put us behind: keep to the wall
+                clock = now  # clock from here, never a catch-up burst of steps
+            time.sleep(max(0.0, clock - now))
         s, lat, off = locate(state)
         progress += (s - s_prev + 0.5 * length) % length - 0.5 * length
         s_prev = s
@@ -249,4 +259,5 @@ def run_episode(
         late_replies=counts["late"],
         mode="real-time" if config.realtime else "lockstep",
         lap_times_s=np.diff([0.0, *lap_ends]).tolist(),
+        laps=config.laps,
     )

@@ -4,7 +4,7 @@
 and calls its entry points on torch tensors.
 """
 
-from controller.native.build import NativeUnavailable, available
+from controller.native.build import NativeUnavailable
 from controller.native.problem import NativeProblem, supports
 
-__all__ = ["NativeProblem", "NativeUnavailable", "available", "supports"]
+__all__ = ["NativeProblem", "NativeUnavailable", "supports"]

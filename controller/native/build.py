@@ -1,14 +1,18 @@
 """Compile the native kernel once per machine and load it with ctypes.
 
-The kernel is C (``rollout.c``) built for the CPU it runs on (``-march=native``: AVX-512 here,
-AVX2 or NEON elsewhere) with glibc's vector maths (``-ffast-math`` lets the compiler call the
+The kernel is C (``rollout.c``) built for the CPU it runs on (``-march=native``: AVX-512,
+AVX2 or NEON) with glibc's vector maths (``-ffast-math`` lets the compiler call the
 SIMD sin/cos/tan/exp of libmvec). The shared object is cached under
 ``$VEHICLE_MPC_CACHE/native`` (default ``~/.cache/vehicle-mpc/native``), keyed by the source,
 the compiler's identity, the flags and the CPU's feature flags, so a cache shared between
 machines can never hand one CPU code built for another. Building takes about a second; it is
 written to a temporary name and renamed, so concurrent first starts are safe.
 
-No compiler, or a failed build, raises ``NativeUnavailable`` with the compiler's message; the
+``VEHICLE_MPC_MARCH`` picks another target (``x86-64-v3``: any AVX2 CPU; the benchmark
+times both builds side by side). The source is package data (``importlib.resources``), so an
+installed wheel builds it like a checkout.
+
+No source, no compiler, or a failed build, raises ``NativeUnavailable`` with the compiler's message; the
 planners then use their torch path (``backend: auto``) or refuse to start (``backend: native``).
 """
 
@@ -22,10 +26,15 @@ import platform
 import shutil
 import subprocess
 import tempfile
+from importlib import resources
 from pathlib import Path
 
-SOURCE = Path(__file__).with_name("rollout.c")
-COMPILE_FLAGS = ("-O3", "-march=native", "-ffast-math", "-fopenmp", "-fPIC", "-std=c11")
+SOURCE_NAME = "rollout.c"
+#: ``-march`` when ``VEHICLE_MPC_MARCH`` is unset: the CPU the kernel runs on.
+DEFAULT_MARCH = "native"
+#: The portable build the benchmark sets beside the native one (x86-64 with AVX2 and FMA).
+PORTABLE_MARCH = "x86-64-v3"
+COMPILE_FLAGS = ("-O3", "-ffast-math", "-fopenmp", "-fPIC", "-std=c11")
 # Linked without -ffast-math: that would add crtfastmath.o, whose constructor turns on
 # flush-to-zero for the whole process (numpy, torch) the moment the library is loaded.
 LINK_FLAGS = ("-shared", "-fopenmp")
@@ -38,6 +47,18 @@ class NativeUnavailable(RuntimeError):
 def cache_dir() -> Path:
     root = os.environ.get("VEHICLE_MPC_CACHE")
     return Path(root) if root else Path.home() / ".cache" / "vehicle-mpc"
+
+
+def default_march() -> str:
+    return os.environ.get("VEHICLE_MPC_MARCH") or DEFAULT_MARCH
+
+
+def source_text() -> bytes:
+    """The kernel's C source, from the installed package (not the source tree)."""
+    try:
+        return resources.files("controller.native").joinpath(SOURCE_NAME).read_bytes()
+    except (OSError, ModuleNotFoundError) as e:
+        raise NativeUnavailable(f"the kernel source {SOURCE_NAME} is not installed: {e}") from e
 
 
 def _compiler() -> str:
@@ -57,52 +78,60 @@ def _cpu_flags() -> str:
     return platform.processor()
 
 
-def _build_key(cc: str) -> str:
+def _build_key(cc: str, source: bytes, flags: tuple[str, ...]) -> str:
     try:
         version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30).stdout
     except (OSError, subprocess.SubprocessError) as e:
         raise NativeUnavailable(f"C compiler {cc!r} does not run: {e}") from e
     h = hashlib.sha256()
-    for part in (SOURCE.read_bytes(), version.encode(), " ".join(COMPILE_FLAGS + LINK_FLAGS).encode(),
+    for part in (source, version.encode(), " ".join(flags + LINK_FLAGS).encode(),
                  platform.machine().encode(), _cpu_flags().encode()):
         h.update(part)
         h.update(b"\0")
     return h.hexdigest()[:20]
 
 
-def build(force: bool = False) -> Path:
-    """Path of the kernel's shared object, compiling it if it is not cached."""
+def build(march: str | None = None, force: bool = False) -> Path:
+    """Path of the kernel's shared object for ``-march=march``, compiling it if not cached."""
+    march = march or default_march()
     cc = _compiler()
-    target = cache_dir() / "native" / f"rollout-{_build_key(cc)}.so"
+    source = source_text()
+    flags = (*COMPILE_FLAGS, f"-march={march}")
+    target = cache_dir() / "native" / f"rollout-{march}-{_build_key(cc, source, flags)}.so"
     if target.exists() and not force:
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
-    os.close(fd)
-    obj = tmp[:-3] + ".o"
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
+    except OSError as e:
+        raise NativeUnavailable(f"cannot write the kernel cache {target.parent}: {e}") from e
+    os.close(fd)
+    obj, src = tmp[:-3] + ".o", tmp[:-3] + ".c"
+    try:
+        Path(src).write_bytes(source)
         for command in (
-            [cc, *COMPILE_FLAGS, "-c", str(SOURCE), "-o", obj],
+            [cc, *flags, "-c", src, "-o", obj],
             [cc, *LINK_FLAGS, obj, "-o", tmp, "-lm"],
         ):
-            result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+            try:
+                result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+            except (OSError, subprocess.SubprocessError) as e:
+                raise NativeUnavailable(f"running {command[0]!r} failed: {e}") from e
             if result.returncode != 0:
-                raise NativeUnavailable(f"building {SOURCE.name} failed:\n{result.stderr.strip()}")
+                raise NativeUnavailable(f"building {SOURCE_NAME} failed:\n{result.stderr.strip()}")
         os.replace(tmp, target)
     finally:
-        for leftover in (tmp, obj):
+        for leftover in (tmp, obj, src):
             if os.path.exists(leftover):
                 os.unlink(leftover)
     return target
 
 
-@functools.lru_cache(maxsize=1)
-def load() -> ctypes.CDLL:
-    """The loaded kernel (built on first use). Import torch first: the kernel then shares its
-    OpenMP runtime (the same ``libgomp.so.1``) instead of bringing a second thread pool."""
+@functools.lru_cache(maxsize=None)
+def _load(march: str) -> ctypes.CDLL:
     import torch  # noqa: F401  (loads torch's libgomp before ours)
 
-    path = build()
+    path = build(march)
     try:
         lib = ctypes.CDLL(str(path))
     except OSError as e:
@@ -113,9 +142,8 @@ def load() -> ctypes.CDLL:
     return lib
 
 
-def available() -> bool:
-    try:
-        load()
-    except NativeUnavailable:
-        return False
-    return True
+def load(march: str | None = None) -> ctypes.CDLL:
+    """The loaded kernel for ``-march=march`` (default ``default_march()``), built on first use.
+    Import torch first: the kernel then shares its OpenMP runtime (the same ``libgomp.so.1``)
+    instead of bringing a second thread pool."""
+    return _load(march or default_march())

@@ -22,6 +22,7 @@
  * outside a table.
  */
 #include <math.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -96,8 +97,22 @@ static inline float wrap_angle(float a) { return a - TWO_PI * floorf((a + PI) / 
 /* ---- residual ensemble ---------------------------------------------------------------------- */
 
 
-/* One vector of LANES floats (GCC/Clang vector extension: lowered to AVX-512, AVX2 or NEON). */
-typedef float lanes_t __attribute__((vector_size(LANES * sizeof(float)), aligned(4)));
+/*
+ * The hardware's vector of floats (GCC/Clang vector extension). A vector type wider than the
+ * hardware's (16 floats on AVX2) is lowered by GCC through the stack, element pairs moved via
+ * general registers: every vector in the dense layers is written in the hardware's width.
+ * vec_mem_t reads and writes the (width, LANES) buffers, which are only float-aligned.
+ */
+#if defined(__AVX512F__)
+#define VEC_FLOATS 16
+#elif defined(__AVX__)
+#define VEC_FLOATS 8
+#else
+#define VEC_FLOATS 4 /* SSE2, NEON */
+#endif
+#define VECS (LANES / VEC_FLOATS) /* hardware vectors per row of LANES samples */
+typedef float vec_t __attribute__((vector_size(VEC_FLOATS * sizeof(float))));
+typedef float vec_mem_t __attribute__((vector_size(VEC_FLOATS * sizeof(float)), aligned(4), may_alias));
 
 /*
  * exp(x) for the activations, inlined so it vectorises with the loop around it (a call to the
@@ -131,41 +146,77 @@ static inline void activate_lanes(float *restrict v, int kind) {
 }
 
 /*
+ * Output columns accumulated together: ACC_COLUMNS * VECS accumulator registers, plus VECS for
+ * the input row and one broadcast weight, must fit the register file (AVX-512: 8 + 1 + 1 of
+ * 32 zmm; AVX2: 8 + 2 + 1 of 16 ymm; SSE/NEON: 8 + 4 + 1 of 16 or 32). More accumulators
+ * than registers spill every one of them on every input row.
+ * COLUMN_BLOCK (the padding of every layer's width) is a multiple of ACC_COLUMNS.
+ */
+#define ACC_COLUMNS (8 / VECS)
+_Static_assert(COLUMN_BLOCK % ACC_COLUMNS == 0, "layer widths are padded to COLUMN_BLOCK");
+
+/*
  * out[j][l] = act(b[j] + sum_i in[i][l] w[i][j]) for one member; in, out are (width, LANES).
- * COLUMN_BLOCK output rows accumulate in registers while the inputs stream past once; every
+ * ACC_COLUMNS output rows accumulate in registers while the inputs stream past once; every
  * layer's output width is padded to a multiple of COLUMN_BLOCK with zero weights (problem.py),
  * so there is no latency-bound remainder.
+ *
+ * What the inner loop (over i) must compile to -- check with `objdump -d` of the built .so
+ * (`python bench/planners.py --disassemble` prints it) or `perf annotate residual_forward`:
+ * VECS vector loads of the row in[i] into registers (vmovups), then per column one broadcast
+ * of w[i][j] (vbroadcastss, or on AVX-512 folded into the FMA as a {1to16} operand) and VECS
+ * FMAs into accumulator registers (vfmadd231ps); no stores, no stack (%rsp) operands and no
+ * second read of the row inside the loop. Three ways it has failed: a memcpy of the row into
+ * a local vector (two 256-bit stores, then one 512-bit load of the same bytes: a
+ * store-forwarding stall per row; issue 11: 11.8 -> 4.5 ms on AVX-512); one 16-float vector
+ * type on AVX2 (GCC lowers it through the stack: 27 ms on the same CPU); and the row folded
+ * into every FMA as a memory operand (GCC's znver3 tuning: 12 loads per 8 FMAs).
  */
 static void dense(const float *restrict in, int n_in, const float *restrict w, const float *restrict b,
                   int n_out, int act, int apply_act, float *restrict out) {
-    for (int j0 = 0; j0 < n_out; j0 += COLUMN_BLOCK) {
-        lanes_t acc[COLUMN_BLOCK];
-        for (int jj = 0; jj < COLUMN_BLOCK; jj++) acc[jj] = (lanes_t){0} + b[j0 + jj];
-        for (int i = 0; i < n_in; i++) {
-            lanes_t xi;
-            memcpy(&xi, in + (size_t)i * LANES, sizeof xi);
-            const float *wi = w + (size_t)i * n_out + j0;
-            for (int jj = 0; jj < COLUMN_BLOCK; jj++) acc[jj] += wi[jj] * xi;
+    for (int j0 = 0; j0 < n_out; j0 += ACC_COLUMNS) {
+        vec_t acc[ACC_COLUMNS][VECS];
+#pragma GCC unroll 8
+        for (int jj = 0; jj < ACC_COLUMNS; jj++)
+#pragma GCC unroll 4
+            for (int v = 0; v < VECS; v++) acc[jj][v] = (vec_t){0} + b[j0 + jj];
+        const float *wi = w + j0;
+        const float *row = in;
+        for (int i = 0; i < n_in; i++, wi += n_out, row += LANES) {
+            vec_t x[VECS];
+#pragma GCC unroll 4
+            for (int v = 0; v < VECS; v++) {
+                x[v] = *(const vec_mem_t *)(row + v * VEC_FLOATS);
+#if defined(__x86_64__)
+                /* In a register, not folded into every FMA as a memory operand: GCC's znver3
+                   tuning re-read the row once per column (12 loads per 8 FMAs, load-bound). */
+                __asm__("" : "+v"(x[v]));
+#endif
+            }
+#pragma GCC unroll 8
+            for (int jj = 0; jj < ACC_COLUMNS; jj++) {
+                const float wij = wi[jj];
+#pragma GCC unroll 4
+                for (int v = 0; v < VECS; v++) acc[jj][v] += wij * x[v];
+            }
         }
-        for (int jj = 0; jj < COLUMN_BLOCK; jj++) {
+#pragma GCC unroll 8
+        for (int jj = 0; jj < ACC_COLUMNS; jj++) {
             float *o = out + (size_t)(j0 + jj) * LANES;
-            memcpy(o, &acc[jj], sizeof acc[jj]);
-            if (apply_act) activate_lanes(o, act);
+#pragma GCC unroll 4
+            for (int v = 0; v < VECS; v++) *(vec_mem_t *)(o + v * VEC_FLOATS) = acc[jj][v];
         }
+        if (apply_act)
+            for (int jj = 0; jj < ACC_COLUMNS; jj++) activate_lanes(out + (size_t)(j0 + jj) * LANES, act);
     }
 }
 
-/* Ensemble mean of the correction rates (num_outputs, LANES) and the disagreement (LANES). */
-static void residual_rates(const Problem *p, const float *x[NX], const float *u[NU], float *rates,
-                           float *disagreement) {
-    float features[MAX_FEATURES * LANES], buf_a[MAX_WIDTH * LANES], buf_b[MAX_WIDTH * LANES];
+/* Ensemble mean of the correction rates (num_outputs, LANES) and the disagreement (LANES) at
+   features (widths[0], LANES). */
+static void residual_forward(const Problem *p, const float *features, float *rates, float *disagreement) {
+    float buf_a[MAX_WIDTH * LANES], buf_b[MAX_WIDTH * LANES];
     float member_out[MAX_MEMBERS][MAX_OUTPUTS * LANES];
-    const int n_in = p->widths[0], n_out = p->num_outputs;
-    for (int f = 0; f < n_in; f++) {
-        const int src = p->input_source[f];
-        const float *col = src < NX ? x[src] : u[src - NX];
-        for (int l = 0; l < LANES; l++) features[f * LANES + l] = col[l];
-    }
+    const int n_out = p->num_outputs;
     for (int e = 0; e < p->members; e++) {
         const float *h = features;
         for (int k = 0; k < p->num_layers; k++) {
@@ -200,6 +251,16 @@ static void residual_rates(const Problem *p, const float *x[NX], const float *u[
         }
     }
     for (int l = 0; l < LANES; l++) disagreement[l] = sqrtf(disagreement[l] / (float)n_out);
+}
+
+/* The residual's features (widths[0], LANES) of LANES states and actions. */
+static void residual_features(const Problem *p, const float x[NX][LANES], const float u[NU][LANES],
+                              float *features) {
+    for (int f = 0; f < p->widths[0]; f++) {
+        const int src = p->input_source[f];
+        const float *col = src < NX ? x[src] : u[src - NX];
+        for (int l = 0; l < LANES; l++) features[f * LANES + l] = col[l];
+    }
 }
 
 /* ---- track projection ------------------------------------------------------------------------ */
@@ -323,9 +384,9 @@ static void rollout_block(const Problem *p, int H, int K, int b, const float *x0
             if (samples) memcpy(samples + row, u[n], sizeof u[n]);
         }
         if (p->num_layers > 0) {
-            const float *xs[NX] = {x[0], x[1], x[2], x[3], x[4]};
-            const float *us[NU] = {u[0], u[1]};
-            residual_rates(p, xs, us, rates, p->term_slot[T_DISAGREEMENT] >= 0 ? spread : NULL);
+            float features[MAX_FEATURES * LANES];
+            residual_features(p, (const float(*)[LANES])x, (const float(*)[LANES])u, features);
+            residual_forward(p, features, rates, p->term_slot[T_DISAGREEMENT] >= 0 ? spread : NULL);
         }
         float nx[NX][LANES];
 #pragma omp simd
@@ -448,6 +509,33 @@ static void rollout_all(const Problem *p, int H, int K, const float *x0, const f
 }
 
 /* ---- entry points ----------------------------------------------------------------------------- */
+
+/*
+ * The residual network alone at N points: features (N, widths[0]) -> mean rates
+ * (N, num_outputs), disagreement (N) if not NULL. Blocks of LANES points across threads; the
+ * benchmark's GFLOP/s and the tests' comparison with the torch forward pass use it.
+ */
+int vmpc_residual(const Problem *p, int N, const float *features, float *rates, float *disagreement) {
+    if (N < 1 || p->num_layers < 1) return -1;
+    const int n_in = p->widths[0], n_out = p->num_outputs, blocks = (N + LANES - 1) / LANES;
+    const int threads = p->num_threads < blocks ? p->num_threads : blocks;
+#pragma omp parallel for num_threads(threads > 0 ? threads : 1) schedule(static)
+    for (int b = 0; b < blocks; b++) {
+        float in[MAX_FEATURES * LANES], out[MAX_OUTPUTS * LANES], spread[LANES];
+        for (int f = 0; f < n_in; f++)
+            for (int l = 0; l < LANES; l++) {
+                const int k = b * LANES + l < N ? b * LANES + l : N - 1;
+                in[f * LANES + l] = features[(size_t)k * n_in + f];
+            }
+        residual_forward(p, in, out, disagreement ? spread : NULL);
+        for (int l = 0; l < LANES && b * LANES + l < N; l++) {
+            const size_t k = (size_t)b * LANES + l;
+            for (int o = 0; o < n_out; o++) rates[k * n_out + o] = out[o * LANES + l];
+            if (disagreement) disagreement[k] = spread[l];
+        }
+    }
+    return 0;
+}
 
 /* Rollouts of u = clamp(base + perturb) (perturb blocked, or NULL: K copies of base). */
 int vmpc_rollout(const Problem *p, int H, int K, const float *x0, const float *base, const float *perturb,
@@ -824,6 +912,56 @@ int vmpc_quadratize(const Problem *p, int H, const float *states, const float *a
 
 /* sizeof(Problem), so the Python side can check its struct layout against this one. */
 int vmpc_problem_size(void) { return (int)sizeof(Problem); }
+
+/*
+ * The layout of Problem, field by field, so problem.py checks its ctypes mirror at load time
+ * (name, offset, size and element kind: 'f' float, 'i' int32, 'p' pointer), not just the total
+ * size, which two swapped fields of one type leave unchanged. A field missing from this table
+ * fails the check too: the Python side expects one entry per field of its struct.
+ */
+typedef struct {
+    const char *name;
+    int32_t offset, size;
+    char kind;
+} FieldLayout;
+
+/* The element kind from the field's own type (an array decays to a pointer to its element;
+   the struct's pointer fields are all const, its arrays not). */
+#define KIND_OF(e) _Generic((e), float: 'f', float *: 'f', int32_t: 'i', int32_t *: 'i', \
+                         const float *: 'p', const int32_t *: 'p', const float **: 'p', default: '?')
+#define FIELD(field) {#field, (int32_t)offsetof(Problem, field), (int32_t)sizeof(((Problem *)0)->field), \
+                      KIND_OF(((Problem *)0)->field)}
+static const FieldLayout PROBLEM_LAYOUT[] = {
+    FIELD(dt), FIELD(wheelbase), FIELD(ref_ratio), FIELD(steer_gain),
+    FIELD(steer_offset), FIELD(steer_min), FIELD(steer_max), FIELD(speed_min),
+    FIELD(speed_max), FIELD(steer_rate_min), FIELD(steer_rate_max), FIELD(accel_min),
+    FIELD(accel_max), FIELD(low), FIELD(high),
+    FIELD(num_layers), FIELD(members), FIELD(activation), FIELD(widths),
+    FIELD(num_outputs), FIELD(input_source), FIELD(output_field), FIELD(inv_output_scale),
+    FIELD(weights), FIELD(biases),
+    FIELD(cell_segments), FIELD(segments), FIELD(speed_table), FIELD(width_left_table),
+    FIELD(width_right_table), FIELD(num_points), FIELD(grid_nx), FIELD(grid_ny),
+    FIELD(origin_x), FIELD(origin_y), FIELD(inv_cell), FIELD(length), FIELD(inv_length),
+    FIELD(inv_spacing), FIELD(branch_penalty),
+    FIELD(term_slot), FIELD(num_terms),
+    FIELD(w_lateral), FIELD(w_heading), FIELD(w_speed), FIELD(w_boundary),
+    FIELD(w_progress), FIELD(w_disagreement),
+    FIELD(effort_w), FIELD(rate_w), FIELD(inv_action_scale),
+    FIELD(half_width), FIELD(terminal_weight),
+    FIELD(num_threads),
+};
+#undef FIELD
+#undef KIND_OF
+
+int vmpc_num_fields(void) { return (int)(sizeof PROBLEM_LAYOUT / sizeof PROBLEM_LAYOUT[0]); }
+
+/* Entry i of the layout table; -1 past its end. */
+int vmpc_field(int i, const char **name, int32_t *offset, int32_t *size, char *kind) {
+    if (i < 0 || i >= vmpc_num_fields()) return -1;
+    *name = PROBLEM_LAYOUT[i].name, *offset = PROBLEM_LAYOUT[i].offset;
+    *size = PROBLEM_LAYOUT[i].size, *kind = PROBLEM_LAYOUT[i].kind;
+    return 0;
+}
 
 /* LANES, the sample-block width of the blocked layouts. */
 int vmpc_lanes(void) { return LANES; }

@@ -47,6 +47,12 @@ class MPPIThenILQR:
         self.mppi, self.ilqr = mppi, ilqr
         self.horizon, self.dt = mppi.horizon, mppi.dt
 
+    def solver_state(self) -> tuple[float, float]:
+        return self.ilqr.solver_state()
+
+    def set_solver_state(self, state: tuple[float, float] | None) -> None:
+        self.ilqr.set_solver_state(state)
+
     def prepare(self) -> None:
         self.mppi.prepare()
         self.ilqr.prepare()

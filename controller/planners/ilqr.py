@@ -185,6 +185,15 @@ class ILQR:
             self.mu = self.mu * self._delta if self.mu * self._delta > c.mu_min else 0.0
 
     # -- the Planner protocol ----------------------------------------------------------------
+    def solver_state(self) -> tuple[float, float]:
+        """What one plan leaves for the next (the regularisation): one car's, kept per car by
+        ``ControlCore`` so that a planner serving several cars never mixes theirs."""
+        return self.mu, self._delta
+
+    def set_solver_state(self, state: tuple[float, float] | None) -> None:
+        """Restore a car's ``solver_state()``; None: a fresh car's."""
+        self.mu, self._delta = (self.config.mu_init, 1.0) if state is None else state
+
     def prepare(self) -> None:
         """Nothing to precompute: every iLQR step depends on the state."""
 

@@ -20,7 +20,13 @@ from controller.translog.reader import (
     read_records,
     transitions,
 )
-from controller.translog.schema import ACTION_FIELDS, EVENT_TOPIC, STATE_FIELDS, STEP_TOPIC
+from controller.translog.schema import (
+    ACTION_FIELDS,
+    EVENT_TOPIC,
+    STATE_FIELDS,
+    STEP_TOPIC,
+    TRACK_TOPIC,
+)
 from controller.translog.writer import TransitionLog
 
 __all__ = [
@@ -31,6 +37,7 @@ __all__ = [
     "ReadReport",
     "STATE_FIELDS",
     "STEP_TOPIC",
+    "TRACK_TOPIC",
     "Steps",
     "TransitionLog",
     "Transitions",

@@ -37,6 +37,11 @@ def _describe(report: ReadReport) -> str:
             f"cut short (read up to the last complete record, {report.unreadable_bytes} "
             f"bytes unreadable): {', '.join(report.truncated_files)}"
         )
+    if report.unfinished_files:
+        notes.append(
+            "no footer (the daemon was killed or is still writing; every complete record was "
+            f"read): {', '.join(report.unfinished_files)}"
+        )
     if report.corrupt_files:
         notes.append(f"corrupt (read up to the damage): {', '.join(report.corrupt_files)}")
     if report.bad_messages:
@@ -54,10 +59,10 @@ def main(argv: list[str] | None = None) -> int:
         else:
             steps = load_steps(args.logs)
             report = steps.report
-            episodes = len(set(steps.episode.tolist()))
+            episodes = len(set(zip(steps.session.tolist(), steps.episode.tolist())))
             print(
                 f"{report.files} files, {report.records} records, {len(steps)} steps, "
-                f"{episodes} episodes, {len(transitions(steps))} transitions"
+                f"{len(steps.sessions())} sessions, {episodes} episodes, {len(transitions(steps))} transitions"
             )
         if _describe(steps.report):
             print(_describe(steps.report))

@@ -1,6 +1,6 @@
 """Step records as one flat table (Parquet or CSV) for pandas, DuckDB, spreadsheets.
 
-Columns: episode, seq, stamp, received, replied, state_<field>, action_<field>, status,
+Columns: session, episode, seq, stamp, received, replied, state_<field>, action_<field>, status,
 solve_ms, deadline_missed, cost, cost_<term>, planner, model. Parquet needs pyarrow (the
 ``analysis`` extra); CSV uses only the standard library, with empty cells for absent numbers.
 """
@@ -23,6 +23,7 @@ FORMATS = ("parquet", "csv")
 def columns(steps: Steps) -> dict[str, np.ndarray]:
     """The flat table of ``steps``, column name -> (N,) array, in export order."""
     out: dict[str, np.ndarray] = {
+        "session": steps.session,
         "episode": steps.episode,
         "seq": steps.seq,
         "stamp": steps.stamp,

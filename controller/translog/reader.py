@@ -4,8 +4,9 @@
 which is write order. A file that ends inside a record (the writer was killed) yields every
 complete record before the cut and stops there; ``ReadReport`` says which files were cut and
 how many bytes at their ends could not be read. ``load_steps`` gathers step records into
-columns; ``transitions`` pairs consecutive steps of an episode into (state, action, next state,
-dt).
+columns, grouped by session (each car's steps together, in log order; sessions in the order
+they first appear); ``transitions`` pairs consecutive steps of one session's episode into
+(state, action, next state, dt), so two cars served by one daemon never make a pair.
 
 How a cut is found: before parsing, the record frames (1-byte opcode, 8-byte length) are
 walked to the end of the last complete record, and the mcap ``StreamReader`` is given only
@@ -185,7 +186,8 @@ def events(paths: Paths) -> list[dict[str, Any]]:
 
 @dataclass
 class Steps:
-    """Step records as columns: N rows in log order; NaN where a number was absent or null."""
+    """Step records as columns: N rows grouped by session, in log order within each; NaN where
+    a number was absent or null."""
 
     episode: np.ndarray  #: (N,) int
     seq: np.ndarray  #: (N,) int
@@ -202,6 +204,19 @@ class Steps:
     cost_terms: dict[str, np.ndarray]  #: term -> (N,); NaN where a step lacks the term
     report: ReadReport
     cost: np.ndarray = field(default_factory=lambda: np.empty(0))  #: (N,) total cost
+    session: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=str))  #: (N,) str; "" in logs before sessions
+
+    def sessions(self) -> list[str]:
+        """The session ids, in the order the rows hold them."""
+        return list(dict.fromkeys(self.session.tolist()))
+
+    def of_session(self, session: str) -> Steps:
+        """The rows of one session (``LogError`` if the log has none)."""
+        rows = self.session == session
+        if not rows.any():
+            known = ", ".join(self.sessions()) or "none"
+            raise LogError(f"no steps of session {session!r} in the log (sessions: {known})")
+        return self.select(rows)
 
     def __len__(self) -> int:
         return len(self.seq)
@@ -228,6 +243,12 @@ def load_steps(paths: Paths) -> Steps:
     """The step records of the log files as columns (events are left out)."""
     report = ReadReport()
     rows = [r.data for r in read_log(paths, report) if r.topic == STEP_TOPIC]
+    # Each car's steps together: a stable sort by the order in which sessions first appear.
+    first_seen: dict[str, int] = {}
+    for r in rows:
+        first_seen.setdefault(str(r.get("session") or ""), len(first_seen))
+    if len(first_seen) > 1:
+        rows.sort(key=lambda r: first_seen[str(r.get("session") or "")])
     terms = sorted({k for r in rows for k in (r.get("cost_terms") or {})})
 
     def column(key: str) -> np.ndarray:
@@ -258,6 +279,7 @@ def load_steps(paths: Paths) -> Steps:
         },
         report=report,
         cost=column("cost"),
+        session=text("session"),
     )
 
 
@@ -271,19 +293,21 @@ class Transitions:
     dt: np.ndarray  #: (M,) sender-clock time between the two [s]
     episode: np.ndarray  #: (M,)
     stamp: np.ndarray  #: (M,) sender's stamp of ``states`` [s]
+    session: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=str))  #: (M,)
 
     def __len__(self) -> int:
         return len(self.dt)
 
 
 def transitions(steps: Steps, max_dt: float = 1.0) -> Transitions:
-    """Pairs of consecutive steps: same episode, seq k and k + 1, 0 < dt <= ``max_dt``.
+    """Pairs of consecutive steps: same session and episode, seq k and k + 1, 0 < dt <= ``max_dt``.
 
     Step k's action is the one applied between state k and state k + 1: an action holds until
     the next reply. A lost record (a gap in seq) or a stall longer than ``max_dt`` breaks the
     chain rather than producing a pair whose action is unknown.
     """
-    same_episode = steps.episode[1:] == steps.episode[:-1]
+    session = steps.session if len(steps.session) == len(steps) else np.full(len(steps), "")
+    same_episode = (steps.episode[1:] == steps.episode[:-1]) & (session[1:] == session[:-1])
     consecutive = steps.seq[1:] == steps.seq[:-1] + 1
     dt = steps.stamp[1:] - steps.stamp[:-1]
     keep = np.flatnonzero(same_episode & consecutive & (dt > 0) & (dt <= max_dt))
@@ -294,4 +318,5 @@ def transitions(steps: Steps, max_dt: float = 1.0) -> Transitions:
         dt=dt[keep],
         episode=steps.episode[keep],
         stamp=steps.stamp[keep],
+        session=session[keep],
     )

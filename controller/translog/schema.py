@@ -14,8 +14,10 @@ from typing import Any
 
 STEP_TOPIC = "/controller/step"
 EVENT_TOPIC = "/controller/event"
+TRACK_TOPIC = "/controller/track"  #: once at the start of each file (controller.track.identity)
 STEP_SCHEMA_NAME = "vehicle_mpc.Step"
 EVENT_SCHEMA_NAME = "vehicle_mpc.Event"
+TRACK_SCHEMA_NAME = "vehicle_mpc.Track"
 
 #: State and action fields in layout order: the columns of ``Steps.states`` / ``Steps.actions``.
 STATE_FIELDS: tuple[str, ...] = ("x", "y", "steer", "v", "yaw", "yaw_rate", "slip")
@@ -23,8 +25,10 @@ ACTION_FIELDS: tuple[str, ...] = ("steer_rate", "accel")
 
 #: Event kinds the daemon writes, and what each carries besides kind, time and episode.
 EVENT_KINDS: dict[str, str] = {
-    "start": "model (version), endpoint",
-    "reset": "(nothing else: the episode field is the new episode)",
+    "start": "model (version), endpoint, max_sessions",
+    "session_open": "identity (the car's ROUTER identity, hex); session and episode set",
+    "session_close": "reason (bye or idle), steps",
+    "reset": "(nothing else: session is the car's, episode its new episode)",
     "reload": "model (new version), previous",
     "reload_failed": "error, kept (the version still in use)",
     "error": "code, message, seq (of the request, may be null)",
@@ -50,7 +54,11 @@ STEP_SCHEMA: dict[str, Any] = {
     "description": "One control step: the state received and the action replied.",
     "type": "object",
     "properties": {
-        "episode": {"type": "integer", "description": "episode counter; a reset starts a new one"},
+        "session": {
+            "type": "string",
+            "description": "the car's session, <daemon run>.<n>; transitions never cross sessions",
+        },
+        "episode": {"type": "integer", "description": "the session's episode; a reset starts a new one"},
         "seq": {"type": "integer", "description": "the request's sequence number"},
         "stamp": {**_NUMBER, "description": "sender's stamp of the state [s]"},
         "received": {**_NUMBER, "description": "daemon clock at receipt, Unix time [s]"},
@@ -81,7 +89,7 @@ STEP_SCHEMA: dict[str, Any] = {
         "planner": {"type": "string", "description": "planner name, e.g. mppi or ilqr"},
         "model": {"type": "string", "description": "model version in use"},
     },
-    "required": ["episode", "seq", "stamp", "received", "replied", "state", "action", "status"],
+    "required": ["session", "episode", "seq", "stamp", "received", "replied", "state", "action", "status"],
 }
 
 EVENT_SCHEMA: dict[str, Any] = {
@@ -92,10 +100,32 @@ EVENT_SCHEMA: dict[str, Any] = {
     "properties": {
         "kind": {"type": "string", "description": "one of " + ", ".join(EVENT_KINDS)},
         "time": {**_NUMBER, "description": "daemon clock, Unix time [s]"},
-        "episode": {"type": "integer", "description": "the episode current after the event"},
+        "session": {"type": "string", "description": "the car's session, when the event concerns one"},
+        "episode": {"type": "integer", "description": "that session's episode after the event"},
         "detail": {"type": "object", "description": "kind-specific fields (see description)"},
     },
     "required": ["kind", "time", "detail"],
+}
+
+
+TRACK_SCHEMA: dict[str, Any] = {
+    "title": TRACK_SCHEMA_NAME,
+    "description": "The track the daemon drives on; written once at the start of every file.",
+    "type": "object",
+    "properties": {
+        "version": {"type": "integer"},
+        "name": {"type": "string"},
+        "source": {"type": "string", "description": "built-in name or the CSV path given"},
+        "sha256": {"type": "string", "description": "digest of the geometry in millimetres"},
+        "length_m": {**_NUMBER, "description": "lap length [m]"},
+        "columns": {"type": "array", "items": {"type": "string"}},
+        "geometry": {
+            "type": "array",
+            "description": "resampled centre line: x, y, right width, left width [m]",
+            "items": {"type": "array", "items": _NUMBER},
+        },
+    },
+    "required": ["name", "source", "sha256", "geometry"],
 }
 
 

@@ -19,6 +19,14 @@ Files: ``<prefix>-<UTC start, YYYYmmddTHHMMSS.mmmZ>-<index>.mcap``, a new one wh
 file passes ``rotate_bytes`` or ``rotate_s``; name order is write order. Names are created
 exclusively, so a restart within the same millisecond cannot overwrite a file.
 
+Faults: a write that fails (a full disk, an unwritable directory) drops the current file and
+the record; the next file is tried only after a back-off that doubles from ``RETRY_MIN_S`` to
+``RETRY_MAX_S``, and records queued meanwhile are dropped and counted, so a full disk costs at
+most one file attempt per back-off, never one per record. A file that failed before any
+record reached it is removed. Every failure kind (``open``, ``write``, ``encode``) gets a
+rate-limited log line with a count, and ``health()`` reports records written and dropped,
+bytes, files and the last error (the daemon's ``stats``).
+
 JSON: the stdlib encoder. It runs on the writer thread (about 10 us a record against a control
 period of tens of ms), so orjson would buy nothing the control loop can see and add a
 dependency.
@@ -39,6 +47,7 @@ from typing import Any, BinaryIO
 
 from mcap.writer import CompressionType, Writer
 
+from controller.ratelog import RateLimitedLog
 from controller.translog.schema import (
     EVENT_SCHEMA,
     EVENT_SCHEMA_NAME,
@@ -46,6 +55,9 @@ from controller.translog.schema import (
     STEP_SCHEMA,
     STEP_SCHEMA_NAME,
     STEP_TOPIC,
+    TRACK_SCHEMA,
+    TRACK_SCHEMA_NAME,
+    TRACK_TOPIC,
     encoded,
 )
 
@@ -53,6 +65,8 @@ log = logging.getLogger(__name__)
 
 _STOP = object()  # queued by close(): everything before it gets written
 _LIBRARY = "vehicle-mpc translog"
+RETRY_MIN_S = 0.25  #: first wait before a new file is tried after a failure
+RETRY_MAX_S = 8.0  #: the longest wait between attempts
 
 
 class TransitionLog:
@@ -69,7 +83,9 @@ class TransitionLog:
         rotate_bytes: int = 64 << 20,
         rotate_s: float = 600.0,
         flush_s: float = 0.5,
+        track: dict[str, Any] | None = None,
     ) -> None:
+        """``track``: ``controller.track.identity.describe(...)``, written first in every file."""
         if rotate_bytes <= 0 or rotate_s <= 0 or flush_s <= 0:
             raise ValueError("rotate_bytes, rotate_s and flush_s must be positive")
         self.directory = Path(directory)
@@ -78,11 +94,24 @@ class TransitionLog:
         self.rotate_bytes = rotate_bytes
         self.rotate_s = rotate_s
         self.flush_s = flush_s
+        self._track = to_json(track) if track is not None else None
         self.files: list[Path] = []  #: every file started, in order
         self.records_written = 0
-        self.write_errors = 0  #: failed writes (a full disk); each drops the current file
+        self.records_dropped = 0  #: lost to a failed write or a back-off (not bad_records)
+        self.bytes_written = 0  #: of records handed to finished or flushed files
+        self.write_errors = 0  #: failed writes or opens (a full disk); each drops the current file
         self.bad_records = 0  #: records JSON could not encode, dropped
         self.dropped_after_close = 0
+        self.last_error: str | None = None
+        self.last_error_time: float | None = None  #: Unix time [s]
+        self._failures = RateLimitedLog(log, logging.ERROR, interval_s=5.0)
+        self._retry_at = 0.0  #: monotonic time before which no new file is tried
+        self._retry_wait = RETRY_MIN_S
+        self._file_records = 0  #: records in the current file
+        self._file_flushed = 0  #: of which handed to the OS (a failed file without any is removed)
+        self._pending_record = False  #: a record was being added when a write failed
+        self._bytes_before = 0  #: bytes of the files before the current one
+        self._path: Path | None = None
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._closed = False
         self._index = 0
@@ -103,13 +132,16 @@ class TransitionLog:
             return
         self._queue.put((STEP_TOPIC, time.time_ns(), record))
 
-    def event(self, kind: str, episode: int | None = None, **detail: Any) -> None:
-        """Queue an event (``schema.EVENT_KINDS``): start, reset, reload, error, ..."""
+    def event(self, kind: str, episode: int | None = None, session: str | None = None, **detail: Any) -> None:
+        """Queue an event (``schema.EVENT_KINDS``): start, reset, reload, error, ...; ``session``
+        and ``episode`` when it concerns one car."""
         if self._closed:
             self.dropped_after_close += 1
             return
         now_ns = time.time_ns()
         record: dict[str, Any] = {"kind": kind, "time": now_ns * 1e-9, "detail": detail}
+        if session is not None:
+            record["session"] = session
         if episode is not None:
             record["episode"] = episode
         self._queue.put((EVENT_TOPIC, now_ns, record))
@@ -128,6 +160,19 @@ class TransitionLog:
             log.error("transition log did not finish within %.1f s", timeout_s)
             return False
         return True
+
+    def health(self) -> dict[str, Any]:
+        """The log's counters, safe to read from another thread (plain ints and strings)."""
+        return {
+            "records_written": self.records_written,
+            "records_dropped": self.records_dropped + self.bad_records + self.dropped_after_close,
+            "bytes": self.bytes_written,
+            "files": len(self.files),
+            "write_errors": self.write_errors,
+            "last_error": self.last_error,
+            "last_error_time": self.last_error_time,
+            "writing": self._writer is not None,
+        }
 
     def __enter__(self) -> TransitionLog:
         return self
@@ -153,6 +198,7 @@ class TransitionLog:
                         waited_s = (time.time_ns() - item[1]) * 1e-9
                         flush_at = time.monotonic() + self.flush_s - max(0.0, waited_s)
                 now = time.monotonic()
+                self._failures.flush(now)
                 # Flush when due, or early (in the second half of the window) right after a
                 # record with nothing else queued: the daemon queues records after its replies,
                 # so a steady loop flushes in its idle time, and the timer only fires once
@@ -164,32 +210,44 @@ class TransitionLog:
                     flush_at = None
                     if self._stream is not None:
                         self._stream.flush()
-            except Exception:  # a full disk must not take the controller down
-                self._failed()
+                        self._file_flushed = self._file_records
+                        self.bytes_written = self._bytes_before + self._stream.tell()
+            except Exception as e:  # a full disk must not take the controller down
+                self._failed("write", e)
         try:
             self._finish()
-        except Exception:
-            self._failed()
+        except Exception as e:
+            self._failed("write", e)
+        self._failures.flush(force=True)
 
     def _write(self, item: tuple[str, int, dict[str, Any]]) -> None:
         topic, log_time, record = item
         try:
             data = to_json(record)
-        except Exception:  # a cycle, or changed while encoded: drop this record, keep the file
+        except Exception as e:  # a cycle, or changed while encoded: drop this record, keep the file
             self.bad_records += 1
-            if self.bad_records == 1:
-                log.exception("transition log record not encodable, dropped")
+            self._failures.note("transition log record not encodable, dropped", f"{type(e).__name__}: {e}", exc_info=True)
             return
-        if self._writer is None:  # the last file failed: start a fresh one
-            self._open(log_time)
-        elif self._due_for_rotation(log_time):
+        self._pending_record = True  # until it is in a file: lost (and counted) if this fails
+        if self._writer is not None and self._due_for_rotation(log_time):
             # Rotate before writing, not after: an idle daemon leaves no empty files behind.
             self._finish()
-            self._open(log_time)
+        if self._writer is None:  # no file (rotated, or the last one failed): start one
+            if time.monotonic() < self._retry_at:
+                self._pending_record = False
+                self.records_dropped += 1
+                return
+            try:
+                self._open(log_time)
+            except Exception as e:
+                self._failed("open", e)
+                return
         assert self._writer is not None
         self._sequence += 1
         self._writer.add_message(self._channels[topic], log_time, data, log_time, self._sequence)
+        self._pending_record = False
         self.records_written += 1
+        self._file_records += 1
 
     def _due_for_rotation(self, log_time_ns: int) -> bool:
         # Age by the records' own queue times, not by when this thread gets to them: a writer
@@ -209,6 +267,26 @@ class TransitionLog:
                 break
             except FileExistsError:
                 continue
+        try:
+            writer = self._start(stream)
+        except BaseException:  # e.g. no space for the header: leave no empty file behind
+            try:
+                stream.close()  # flushes again, and fails again on a full disk
+            except OSError:
+                pass
+            path.unlink(missing_ok=True)
+            raise
+        self._stream, self._writer = stream, writer
+        self._sequence = 0
+        self._file_records = self._file_flushed = 0
+        self._bytes_before = self.bytes_written
+        self._opened_ns = time.time_ns() if opened_ns is None else opened_ns
+        self.files.append(path)
+        self._path = path
+        self._retry_wait = RETRY_MIN_S  # a file opened: the next failure backs off from the start
+
+    def _start(self, stream: BinaryIO) -> Writer:
+        """Header, schemas and channels, pushed to the OS (raises on a full disk)."""
         writer = Writer(stream, use_chunking=False, compression=CompressionType.NONE)
         writer.start(profile="", library=_LIBRARY)
         step_schema = writer.register_schema(STEP_SCHEMA_NAME, "jsonschema", encoded(STEP_SCHEMA))
@@ -219,16 +297,18 @@ class TransitionLog:
             STEP_TOPIC: writer.register_channel(STEP_TOPIC, "json", step_schema),
             EVENT_TOPIC: writer.register_channel(EVENT_TOPIC, "json", event_schema),
         }
+        if self._track is not None:  # every file says which track it was driven on
+            track_schema = writer.register_schema(TRACK_SCHEMA_NAME, "jsonschema", encoded(TRACK_SCHEMA))
+            channel = writer.register_channel(TRACK_TOPIC, "json", track_schema)
+            now_ns = time.time_ns()
+            writer.add_message(channel, now_ns, self._track, now_ns, 0)
         # The unchunked writer holds schemas and channels until its next record; push them out
         # now so a file is readable (with no messages) from the start. Writer.flush is newer
         # than mcap 1.1; without it they go out with the first message.
         if hasattr(writer, "flush"):
             writer.flush()
         stream.flush()
-        self._stream, self._writer = stream, writer
-        self._sequence = 0
-        self._opened_ns = time.time_ns() if opened_ns is None else opened_ns
-        self.files.append(path)
+        return writer
 
     def _finish(self) -> None:
         stream, writer = self._stream, self._writer
@@ -239,22 +319,40 @@ class TransitionLog:
             if writer is not None:
                 writer.finish()  # summary and footer: readers can seek, Foxglove indexes
             stream.flush()
+            self._file_flushed = self._file_records
+            self.bytes_written = self._bytes_before + stream.tell()
             os.fsync(stream.fileno())
         finally:
             stream.close()
 
-    def _failed(self) -> None:
+    def _failed(self, kind: str, error: BaseException) -> None:
         self.write_errors += 1
-        # The first failure with its traceback, then a reminder now and then, not one per step.
-        if self.write_errors == 1 or self.write_errors % 1000 == 0:
-            log.exception("transition log write failed (%d so far)", self.write_errors)
-        # Drop the file: the next record starts a new one (the old one reads as truncated).
+        self.last_error = f"{kind}: {type(error).__name__}: {error}"
+        self.last_error_time = time.time()
+        # The first failure of a kind with its traceback, then a line with a count now and then.
+        self._failures.note(f"transition log {kind} failed", self.last_error, exc_info=True)
+        # Records handed to the file's buffer since its last flush are lost with it; the
+        # record being written when the failure came too.
+        unflushed = max(self._file_records - self._file_flushed, 0)
+        self.records_written -= unflushed
+        self.records_dropped += unflushed + (1 if self._pending_record else 0)
+        self._pending_record = False
+        # Drop the file: the next record starts a new one after the back-off (the old one reads
+        # as truncated; an empty one is removed).
         stream, self._stream, self._writer = self._stream, None, None
         if stream is not None:
             try:
                 stream.close()
             except Exception:
                 pass
+            if self._file_flushed == 0 and self._path is not None:
+                try:
+                    self._path.unlink(missing_ok=True)
+                    self.files.remove(self._path)
+                except (OSError, ValueError):
+                    pass
+        self._retry_at = time.monotonic() + self._retry_wait
+        self._retry_wait = min(2 * self._retry_wait, RETRY_MAX_S)
 
 
 def to_json(record: dict[str, Any]) -> bytes:

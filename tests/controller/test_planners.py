@@ -20,13 +20,12 @@ from controller.planners.ilqr import ILQRConfig
 from controller.planners.mppi import MPPIConfig
 from controller.planners.registry import build_planner
 from controller.track import load_track
-from tests.shared_data import shared_tracks
-from sim.closed_loop import drive, start_state
+from tests.shared_data import shared_track
+from sim.closed_loop import FunctionPlant, make_core, run_closed_loop, start_state
 from vehicle_models import KinematicBicycle, State, load_params
 from vehicle_models.residual import ResidualConfig, ResidualEnsemble
 from vehicle_models.semi_parametric import SemiParametricModel
 
-SHARED = shared_tracks()
 PARAMS = load_params("passenger_car")
 
 
@@ -194,12 +193,12 @@ LAP_CASES = [
 @pytest.mark.parametrize("track_name,config", LAP_CASES, ids=[f"{t}-{c.kind}" for t, c in LAP_CASES])
 def test_full_lap_at_10_mps(track_name: str, config) -> None:
     torch.manual_seed(0)
-    lap_track = load_track(SHARED / f"{track_name}.csv" if track_name == "Zandvoort" else track_name)
+    lap_track = load_track(shared_track(track_name) if track_name == "Zandvoort" else track_name)
     planner = kinematic_planner(config, lap_track, cost_config=CostConfig(target_speed=10.0))
     plant = KinematicBicycle(PARAMS, 0.05)
-    log = drive(
-        planner,
-        lambda x, u: plant.step(x, u),
+    log = run_closed_loop(
+        make_core(planner, PARAMS, 0.05),
+        FunctionPlant(plant.step),
         lap_track,
         start_state(lap_track, 10.0),
         control_period=0.05,

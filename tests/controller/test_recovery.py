@@ -175,4 +175,4 @@ def test_core_recovers_a_spinning_car_then_plans_again(core) -> None:
     x[State.STEER] = 0.0
     outcomes = [core.step(x, 0.15 + 0.05 * k).status for k in range(CONFIG.exit_steps)]
     assert outcomes[:-1] == ["stop"] * (CONFIG.exit_steps - 1) and outcomes[-1] == "ok"
-    assert core.recovery.entries == 1
+    assert core.car.recovery.entries == 1

@@ -11,9 +11,8 @@ import torch
 
 from controller.track import Track, TrackFormatError, load_track, speed_profile
 from controller.track import tum_csv
-from tests.shared_data import shared_tracks
+from tests.shared_data import shared_track
 
-SHARED = shared_tracks()
 REAL_TRACKS = {"Monza": 5.8e3, "Spa": 7.0e3, "Zandvoort": 4.3e3}
 
 
@@ -42,7 +41,7 @@ def points_on_track(track: Track, count: int, seed: int) -> tuple[np.ndarray, np
 
 @pytest.mark.parametrize("name", ["circle", "figure_eight", "random:7", *REAL_TRACKS])
 def test_projection_matches_brute_force(name: str) -> None:
-    track = load_track(SHARED / f"{name}.csv" if name in REAL_TRACKS else name)
+    track = load_track(shared_track(name) if name in REAL_TRACKS else name)
     points, heading, k = points_on_track(track, 1500, seed=1)
     proj = track.lookup(torch.float64).project(
         torch.tensor(points[:, 0]), torch.tensor(points[:, 1]), torch.tensor(heading)
@@ -108,7 +107,7 @@ def test_random_circuit_is_seeded_and_smooth() -> None:
 
 @pytest.mark.parametrize("name,length", list(REAL_TRACKS.items()))
 def test_real_tracks_load(name: str, length: float) -> None:
-    track = load_track(SHARED / f"{name}.csv")
+    track = load_track(shared_track(name))
     assert track.length == pytest.approx(length, rel=0.03)
     assert track.spacing == pytest.approx(1.0, rel=0.01)
 

@@ -60,6 +60,24 @@ def test_lap_in_lockstep_and_a_readable_log(start_daemon, planner) -> None:
     steps = load_steps(daemon.log_dir)
     assert len(steps) == summary.steps and set(steps.planner) == {planner}
     assert [e["kind"] for e in events(daemon.log_dir)][-1] == "stop"
+    assert_records_match_the_schemas(daemon.log_dir)
+
+
+def assert_records_match_the_schemas(log_dir) -> None:
+    """Every record the daemon wrote has the schema's required keys and only its properties."""
+    from controller.translog import read_log
+    from controller.translog.schema import EVENT_SCHEMA, EVENT_TOPIC, STEP_SCHEMA, STEP_TOPIC
+
+    schema_for = {STEP_TOPIC: STEP_SCHEMA, EVENT_TOPIC: EVENT_SCHEMA}
+    seen = set()
+    for record in read_log(log_dir):
+        schema, data = schema_for[record.topic], record.data
+        seen.add(record.topic)
+        assert set(schema["required"]) <= set(data) <= set(schema["properties"]), (record.topic, sorted(data))
+        for nested in ("state", "action"):
+            if record.topic == STEP_TOPIC and data.get(nested) is not None:
+                assert set(data[nested]) <= set(schema["properties"][nested]["properties"]), data[nested]
+    assert seen == {STEP_TOPIC, EVENT_TOPIC}
 
 
 @pytest.mark.slow
@@ -70,8 +88,8 @@ def test_daemon_killed_and_restarted_mid_lap(start_daemon, tmp_path) -> None:
     def crash_and_restart(n: int, state, progress: float) -> None:
         if n == 150:
             first.kill()
-            # Same port; the simulator's next step times out, reconnects and retries until
-            # the new daemon answers.
+            # Same port; the simulator's next step times out and is resent until the new
+            # daemon answers (ZeroMQ redials the client's one connection).
             start_daemon(port=first.port, log_dir=second_log, wait=False)
 
     summary, stats = drive_lap(first.endpoint, "circle", on_step=crash_and_restart, plant=KinematicPlant(PARAMS, 0.05))
@@ -142,11 +160,14 @@ def test_fuzzed_bodies_get_replies_and_the_daemon_keeps_serving(start_daemon) ->
         sock.send_multipart([b"", b"\x00" * 100_000])  # over the size cap
         assert sock.poll(5000)
         assert msgpack.unpackb(sock.recv_multipart()[-1])["code"] == "too_large"
+        sock.send_multipart([b"", msgpack.packb({"type": "bye", "seq": 9})])  # its valid steps made it a car
+        assert sock.poll(5000)
+        assert msgpack.unpackb(sock.recv_multipart()[-1])["type"] == "ack"
     finally:
         sock.close(linger=0)
     assert not unanswered
     with ControllerClient(daemon.endpoint) as client:
-        client.reset()
+        assert client.reset()["type"] == "ack"
         assert client.ping()["type"] == "pong"
         reply = client.step(1, 1e6, STATE, timeout_s=5.0)
         assert reply.status == "ok" and np.isfinite(reply.action).all()

@@ -34,14 +34,40 @@ def track_progress(track: Track, states: np.ndarray) -> tuple[np.ndarray, np.nda
     return np.concatenate([[0.0], np.cumsum(ds)]), p.lateral.numpy()
 
 
+def lap_marks(distance: np.ndarray, times: np.ndarray, speed_end: float, length: float) -> tuple[float, list[float]]:
+    """(laps driven, the times each whole lap was completed), crossings interpolated.
+
+    The log holds the states the daemon was sent. The last action then holds for one more
+    period, in which the car moves on about ``speed * period`` unlogged: the simulator ends an
+    episode on the state that completes the lap and never sends it. That stretch counts, so
+    a run the simulator calls one lap is one lap here too.
+    """
+    dt = np.diff(times)
+    period = float(np.median(dt[dt > 0])) if (dt > 0).any() else 0.0
+    final = float(distance[-1]) + max(speed_end, 0.0) * period
+    done = max(int(final // length), 0)
+    marks = []
+    for k in range(1, done + 1):
+        target = k * length
+        i = int(np.argmax(distance >= target)) if distance[-1] >= target else len(distance)
+        if i == 0:
+            marks.append(float(times[0]))
+        elif i == len(distance):  # in the unlogged last period
+            marks.append(float(times[-1] + (target - distance[-1]) / max(final - distance[-1], 1e-9) * period))
+        else:
+            frac = (target - distance[i - 1]) / max(distance[i] - distance[i - 1], 1e-9)
+            marks.append(float(times[i - 1] + frac * (times[i] - times[i - 1])))
+    return final / length, marks
+
+
 def analyse(name: str, steps: Steps, track: Track, error_count: int = 0) -> RunAnalysis:
     if len(steps) == 0:
         raise DataError(f"{name}: no step records")
     distance, lateral = track_progress(track, steps.states)
-    laps_done = int(distance[-1] // track.length) if len(distance) else 0
-    crossings = [int(np.argmax(distance >= k * track.length)) for k in range(1, laps_done + 1)]
     times = steps.stamp
-    marks = [times[0], *(times[i] for i in crossings)]
+    laps_driven, crossings = lap_marks(distance, times, float(steps.states[-1, State.V]), track.length)
+    laps_done = len(crossings)
+    marks = [float(times[0]), *crossings]
     lap_times = [float(b - a) for a, b in zip(marks[:-1], marks[1:])]
     handle_ms = (steps.replied - steps.received) * 1e3
     status = steps.status
@@ -50,6 +76,7 @@ def analyse(name: str, steps: Steps, track: Track, error_count: int = 0) -> RunA
         "episodes": int(len(set(steps.episode.tolist()))),
         "duration_s": float(times[-1] - times[0]),
         "laps": laps_done,
+        "laps_driven": float(laps_driven),
         "lap_times_s": lap_times,
         "mean_abs_lateral_m": float(np.mean(np.abs(lateral))),
         "p95_abs_lateral_m": float(np.percentile(np.abs(lateral), 95)),

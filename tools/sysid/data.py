@@ -1,6 +1,6 @@
 """From step records to fitting data: runs of consecutive steps, a time split, windows.
 
-A run is a stretch of one episode with consecutive ``seq`` and a steady period. Runs are cut
+A run is a stretch of one session's episode with consecutive ``seq`` and a steady period. Runs are cut
 into blocks of ``block_s`` seconds; every ``holdout_every``-th block is held out for
 validation, so that training and validation never share a moment of driving (windows never
 straddle two blocks).
@@ -45,9 +45,16 @@ class Windows:
         return len(self.start)
 
 
+def _same_session(steps: Steps) -> np.ndarray:
+    """(N-1,) whether each row and the next are of one car (``load_steps`` groups sessions)."""
+    if len(steps.session) != len(steps):
+        return np.ones(max(len(steps) - 1, 0), dtype=bool)
+    return steps.session[1:] == steps.session[:-1]
+
+
 def control_period(steps: Steps) -> float:
     dt = np.diff(steps.stamp)
-    good = (dt > 0) & (np.diff(steps.seq) == 1) & (np.diff(steps.episode) == 0)
+    good = (dt > 0) & (np.diff(steps.seq) == 1) & (np.diff(steps.episode) == 0) & _same_session(steps)
     if good.sum() < 10:
         raise DataError(f"only {int(good.sum())} consecutive steps in the logs; need a few seconds of driving")
     return float(np.median(dt[good]))
@@ -62,6 +69,7 @@ def blocks(steps: Steps, block_s: float = 10.0, holdout_every: int = 4) -> tuple
         raise DataError("non-finite states or actions in the logs")
     breaks = (
         (np.diff(steps.episode) != 0)
+        | ~_same_session(steps)
         | (np.diff(steps.seq) != 1)
         | (np.abs(np.diff(steps.stamp) - period) > 0.25 * period)
     )

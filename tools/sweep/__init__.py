@@ -1,0 +1,1 @@
+"""Evaluation sweeps and controller tuning, serially or on Ray (``python -m tools.sweep``)."""
