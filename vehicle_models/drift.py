@@ -171,12 +171,25 @@ def load_drift_params(name_or_path: str | Path, **overrides: Any) -> DriftParams
     """The ``drift:`` section of a named vehicle or YAML file, with fields overridden.
 
     ``tyre`` in the file or in ``overrides`` is a mapping of coefficients; those it leaves out
-    keep CommonRoad's values.
+    keep CommonRoad's values. ``mu`` sets the tyres' peak friction (``with_friction``), as it
+    does for the single-track car.
     """
     data = read_vehicle_section(name_or_path, "drift")
     if not data:
         raise ValueError(f"{name_or_path}: no 'drift:' section")
-    return DriftParams(**(data | overrides))
+    mu = overrides.pop("mu", None)
+    params = DriftParams(**(data | overrides))
+    return params if mu is None else with_friction(params, float(mu))
+
+
+def with_friction(params: DriftParams, mu: float) -> DriftParams:
+    """The car on a road of peak lateral friction ``mu`` (a wet track, say): p_dy1 = mu and
+    the longitudinal peak p_dx1 scaled alike; the slip stiffnesses stay (B = K / (C D))."""
+    if not mu > 0:
+        raise ValueError(f"mu must be positive, got {mu}")
+    t = params.tyre
+    tyre = t.model_copy(update={"p_dy1": mu, "p_dx1": t.p_dx1 * mu / t.p_dy1})
+    return params.model_copy(update={"tyre": tyre})
 
 
 def _magic_angle(ops: Any, b: Any, c: float, e: float, x: Any) -> Any:

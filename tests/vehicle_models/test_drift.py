@@ -232,6 +232,9 @@ def test_car_choice_overrides_and_reported_state() -> None:
     assert default_car("passenger_car") in ("st", "std")
     with pytest.raises(ValueError, match="unknown true-car parameter.*of std"):
         load_true_car_config("passenger_car", "std", stiffness_front=20.0)
+    wet = load_true_car_config("passenger_car", "std", mu=0.5).vehicle
+    assert wet.mu == 0.5 and wet.tyre.p_dx1 == pytest.approx(PARAMS.tyre.p_dx1 * 0.5 / PARAMS.mu)
+    assert wet.tyre.p_ky1 == PARAMS.tyre.p_ky1  # the same cornering stiffness
     with pytest.raises(ValueError, match="unknown car"):
         load_true_car_config("passenger_car", "mb3")
     car = TrueCar.from_config(config)
