@@ -29,15 +29,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--model", help="model bundle directory")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
     p.add_argument("--verbose", "-v", action="store_true")
+    p.add_argument("--log-json", action="store_true", help="log lines as JSON objects, one per line")
+    p.add_argument("--metrics", metavar="[HOST:]PORT",
+                   help="serve Prometheus metrics at http://HOST:PORT/metrics (HOST default 127.0.0.1)")
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    level = logging.DEBUG if args.verbose else logging.INFO
+    if args.log_json:
+        from controller.jsonlog import use_json_lines
+
+        use_json_lines(level)
+    else:
+        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     overrides = list(args.set)
     if args.planner:
         current = load_config(args.config).planner.kind if not any(s.startswith("planner") for s in overrides) else None
@@ -79,11 +85,18 @@ def main(argv: list[str] | None = None) -> int:
             else None
         )
         daemon = Daemon(runtime, transition_log)
+        if args.metrics:
+            from controller.metrics import serve_metrics
+
+            logging.getLogger("controller").info("metrics at %s", serve_metrics(daemon, args.metrics))
     except (InsecureBindError, FileNotFoundError, ValueError, RuntimeError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     daemon.install_signal_handlers()
     print(f"ready: {daemon.endpoint}", flush=True)
+    from controller.systemd import notify
+
+    notify("READY=1")
     daemon.serve()
     return 0
 

@@ -140,11 +140,14 @@ def core_for_config(config: DaemonConfig, track: Track, deadline: bool = False) 
     """What ``controller.runtime.build_runtime`` assembles from ``config``, on ``track``.
 
     ``deadline=False`` drops the solve budget (lockstep, reproducible on a loaded machine).
+    The planner is warmed up as the daemon warms it (two plans from a start state), so its
+    random stream is where the daemon's is when the first request arrives.
     """
-    from controller.runtime import build_planner_for, delay_compensator_for, load_model
+    from controller.runtime import build_planner_for, delay_compensator_for, load_model, warm_up
 
     model = load_model(config)
     planner, dynamics = build_planner_for(config, model, track)
+    warm_up(planner, track, min(config.cost.target_speed, 5.0))
     return make_core(
         planner,
         model.params,
@@ -154,6 +157,7 @@ def core_for_config(config: DaemonConfig, track: Track, deadline: bool = False) 
         stop_decel=config.stop_decel,
         delay=delay_compensator_for(config, model),
         state_dim=getattr(dynamics, "state_dim", 5),
+        safety=config.safety,
     )
 
 
