@@ -38,8 +38,10 @@ class LoadedModel:
 
 
 def newest_bundle(model_dir: str | Path) -> Path | None:
-    """The most recently written bundle directory (one holding manifest.json), if any."""
-    candidates = [p.parent for p in Path(model_dir).glob("*/manifest.json")]
+    """The most recently written bundle directory (one holding manifest.json), if any; a link
+    that leads out of ``model_dir`` is no candidate (the daemon loads only bundles under it)."""
+    root = Path(model_dir).resolve()
+    candidates = [p.parent for p in Path(model_dir).glob("*/manifest.json") if p.resolve().is_relative_to(root)]
     return max(candidates, key=lambda p: (p / "manifest.json").stat().st_mtime, default=None)
 
 

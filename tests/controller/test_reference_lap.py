@@ -10,7 +10,7 @@ import pytest
 
 from controller.track import Track, circle, load_track
 from controller.track.reference_lap import GRAVITY, drive_limit, reference_lap, smoothed_curvature
-from tests.shared_data import shared_tracks
+from tests.shared_data import shared_track
 
 
 @pytest.mark.parametrize("radius, mu, v_max", [(50.0, 1.0, 50.8), (120.0, 0.8, 50.8), (50.0, 1.0, 15.0)])
@@ -75,12 +75,6 @@ ISSUE_FIGURES_S = {"Monza": 156, "Spa": 204, "Silverstone": 182, "Zandvoort": 14
 
 @pytest.mark.parametrize("name", sorted(ISSUE_FIGURES_S))
 def test_real_tracks_are_near_the_issues_figures(name: str) -> None:
-    try:
-        path = shared_tracks() / f"{name}.csv"
-    except FileNotFoundError as e:
-        pytest.skip(str(e))
-    if not path.exists():
-        pytest.skip(f"{path} is absent")
-    lap = reference_lap(load_track(path))
+    lap = reference_lap(load_track(shared_track(name)))
     # The issue smoothed its centre line its own way ("lightly"): within 3 %.
     assert lap.time_s == pytest.approx(ISSUE_FIGURES_S[name], rel=0.03)

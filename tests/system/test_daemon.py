@@ -70,8 +70,8 @@ def test_daemon_killed_and_restarted_mid_lap(start_daemon, tmp_path) -> None:
     def crash_and_restart(n: int, state, progress: float) -> None:
         if n == 150:
             first.kill()
-            # Same port; the simulator's next step times out, reconnects and retries until
-            # the new daemon answers.
+            # Same port; the simulator's next step times out and is resent until the new
+            # daemon answers (ZeroMQ redials the client's one connection).
             start_daemon(port=first.port, log_dir=second_log, wait=False)
 
     summary, stats = drive_lap(first.endpoint, "circle", on_step=crash_and_restart, plant=KinematicPlant(PARAMS, 0.05))

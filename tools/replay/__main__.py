@@ -55,13 +55,6 @@ def _model(args: argparse.Namespace, period: float):
     return f"kinematic ({args.vehicle})", KinematicBicycle(load_params(args.vehicle), period)
 
 
-def run_name(logs: list[str], taken: dict) -> str:
-    first = Path(logs[0])
-    name = first.parent.name if first.name == "logs" else first.stem
-    name = name if len(logs) == 1 else f"{name}+"
-    return f"{name}#{len(taken)}" if name in taken else name
-
-
 def one_session(steps, session: str | None):
     """The steps of ``session``; of the only session when none is named (one car's run)."""
     if session is not None:
@@ -70,6 +63,13 @@ def one_session(steps, session: str | None):
     if len(sessions) > 1:
         raise LogError(f"the log holds {len(sessions)} cars' sessions ({', '.join(sessions)}); pick one with --session")
     return steps
+
+
+def run_name(logs: list[str], taken: dict) -> str:
+    first = Path(logs[0])
+    name = first.parent.name if first.name == "logs" else first.stem
+    name = name if len(logs) == 1 else f"{name}+"
+    return f"{name}#{len(taken)}" if name in taken else name
 
 
 def cmd_report(args: argparse.Namespace, logs_sets: list[list[str]]) -> int:
