@@ -14,6 +14,7 @@ import difflib
 import os
 import types
 import typing
+from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,7 +28,8 @@ from controller.protocol import InputLimits
 from controller.recovery import SafetyConfig
 from controller.security import SecurityConfig
 
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "daemon.yaml"
+#: The shipped config, package data of ``configs`` (the same file in a checkout and a wheel).
+DEFAULT_CONFIG = Path(str(resources.files("configs") / "daemon.yaml"))
 #: Outside any checkout: a daemon started from the repository must not write into it.
 DEFAULT_LOG_DIR = "~/.local/state/vehicle-mpc/logs"
 

@@ -46,16 +46,7 @@ from controller.control_step import StepResult, control_step, step_record
 from controller.core import ControlCore, StepOutcome
 from controller.protocol import ErrorCode, ProtocolError
 from controller.ratelog import RateLimitedLog
-from controller.runtime import (
-    LoadedModel,
-    Runtime,
-    build_planner_for,
-    delay_compensator_for,
-    check_model,
-    load_model,
-    newest_bundle,
-    warm_up,
-)
+from controller.runtime import LoadedModel, Runtime, assemble, newest_bundle
 from controller.security import check_bind_allowed, configure_curve_server
 from controller.sessions import Refused, Session, SessionTable
 from controller.translog import TransitionLog
@@ -538,14 +529,10 @@ class Daemon:
 
     def _prepare_reload(self, path: str | None) -> None:
         try:
-            model = load_model(self.config, path)
-            planner, dynamics = build_planner_for(self.config, model, self.runtime.track)
-            if self._recent_states:
-                check_model(dynamics, np.array(self._recent_states))
-            warm_up(planner, self.runtime.track, min(self.config.cost.target_speed, 5.0))
-            delay = delay_compensator_for(self.config, model)
+            recent = np.array(self._recent_states) if self._recent_states else None
+            built = assemble(self.config, self.runtime.track, path, recent_states=recent)
             with self._reload_lock:
-                self._pending_reload = (model, planner, delay)
+                self._pending_reload = (built.model, built.planner, built.delay)
         except Exception as e:
             self.stats.reload_failures += 1
             log.error("reload failed, keeping model %s: %s", self.model.version, e)

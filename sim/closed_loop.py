@@ -29,7 +29,7 @@ from torch import Tensor
 from controller.config import DaemonConfig
 from controller.core import FALLBACK, OK, STOP, ControlCore
 from controller.planners.base import Planner
-from controller.track import Track
+from controller.track import Track, start_state  # noqa: F401  (start_state: re-exported)
 from vehicle_models.layout import DYNAMIC_STATE_DIM, State
 from vehicle_models.params import BicycleParams
 
@@ -122,16 +122,6 @@ class DriveLog:
         }
 
 
-def start_state(track: Track, speed: float, s: float = 0.0, state_dim: int = 5) -> Tensor:
-    """On the centre line at arc length ``s``, heading along the track, at ``speed``."""
-    i = int(np.searchsorted(track.s, s % track.length, side="right") - 1)
-    x = torch.zeros(state_dim, dtype=torch.float64)
-    x[State.X], x[State.Y] = float(track.points[i, 0]), float(track.points[i, 1])
-    x[State.YAW] = float(track.heading[i])
-    x[State.V] = speed
-    return x
-
-
 def make_core(
     planner: Planner,
     params: BicycleParams,
@@ -150,11 +140,14 @@ def core_for_config(config: DaemonConfig, track: Track, deadline: bool = False) 
     """What ``controller.runtime.build_runtime`` assembles from ``config``, on ``track``.
 
     ``deadline=False`` drops the solve budget (lockstep, reproducible on a loaded machine).
+    The planner is warmed up as the daemon warms it (two plans from a start state), so its
+    random stream is where the daemon's is when the first request arrives.
     """
-    from controller.runtime import build_planner_for, delay_compensator_for, load_model
+    from controller.runtime import build_planner_for, delay_compensator_for, load_model, warm_up
 
     model = load_model(config)
     planner, dynamics = build_planner_for(config, model, track)
+    warm_up(planner, track, min(config.cost.target_speed, 5.0))
     return make_core(
         planner,
         model.params,
@@ -164,6 +157,7 @@ def core_for_config(config: DaemonConfig, track: Track, deadline: bool = False) 
         stop_decel=config.stop_decel,
         delay=delay_compensator_for(config, model),
         state_dim=getattr(dynamics, "state_dim", 5),
+        safety=config.safety,
     )
 
 

@@ -22,6 +22,7 @@
  * outside a table.
  */
 #include <math.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -911,6 +912,56 @@ int vmpc_quadratize(const Problem *p, int H, const float *states, const float *a
 
 /* sizeof(Problem), so the Python side can check its struct layout against this one. */
 int vmpc_problem_size(void) { return (int)sizeof(Problem); }
+
+/*
+ * The layout of Problem, field by field, so problem.py checks its ctypes mirror at load time
+ * (name, offset, size and element kind: 'f' float, 'i' int32, 'p' pointer), not just the total
+ * size, which two swapped fields of one type leave unchanged. A field missing from this table
+ * fails the check too: the Python side expects one entry per field of its struct.
+ */
+typedef struct {
+    const char *name;
+    int32_t offset, size;
+    char kind;
+} FieldLayout;
+
+/* The element kind from the field's own type (an array decays to a pointer to its element;
+   the struct's pointer fields are all const, its arrays not). */
+#define KIND_OF(e) _Generic((e), float: 'f', float *: 'f', int32_t: 'i', int32_t *: 'i', \
+                         const float *: 'p', const int32_t *: 'p', const float **: 'p', default: '?')
+#define FIELD(field) {#field, (int32_t)offsetof(Problem, field), (int32_t)sizeof(((Problem *)0)->field), \
+                      KIND_OF(((Problem *)0)->field)}
+static const FieldLayout PROBLEM_LAYOUT[] = {
+    FIELD(dt), FIELD(wheelbase), FIELD(ref_ratio), FIELD(steer_gain),
+    FIELD(steer_offset), FIELD(steer_min), FIELD(steer_max), FIELD(speed_min),
+    FIELD(speed_max), FIELD(steer_rate_min), FIELD(steer_rate_max), FIELD(accel_min),
+    FIELD(accel_max), FIELD(low), FIELD(high),
+    FIELD(num_layers), FIELD(members), FIELD(activation), FIELD(widths),
+    FIELD(num_outputs), FIELD(input_source), FIELD(output_field), FIELD(inv_output_scale),
+    FIELD(weights), FIELD(biases),
+    FIELD(cell_segments), FIELD(segments), FIELD(speed_table), FIELD(width_left_table),
+    FIELD(width_right_table), FIELD(num_points), FIELD(grid_nx), FIELD(grid_ny),
+    FIELD(origin_x), FIELD(origin_y), FIELD(inv_cell), FIELD(length), FIELD(inv_length),
+    FIELD(inv_spacing), FIELD(branch_penalty),
+    FIELD(term_slot), FIELD(num_terms),
+    FIELD(w_lateral), FIELD(w_heading), FIELD(w_speed), FIELD(w_boundary),
+    FIELD(w_progress), FIELD(w_disagreement),
+    FIELD(effort_w), FIELD(rate_w), FIELD(inv_action_scale),
+    FIELD(half_width), FIELD(terminal_weight),
+    FIELD(num_threads),
+};
+#undef FIELD
+#undef KIND_OF
+
+int vmpc_num_fields(void) { return (int)(sizeof PROBLEM_LAYOUT / sizeof PROBLEM_LAYOUT[0]); }
+
+/* Entry i of the layout table; -1 past its end. */
+int vmpc_field(int i, const char **name, int32_t *offset, int32_t *size, char *kind) {
+    if (i < 0 || i >= vmpc_num_fields()) return -1;
+    *name = PROBLEM_LAYOUT[i].name, *offset = PROBLEM_LAYOUT[i].offset;
+    *size = PROBLEM_LAYOUT[i].size, *kind = PROBLEM_LAYOUT[i].kind;
+    return 0;
+}
 
 /* LANES, the sample-block width of the blocked layouts. */
 int vmpc_lanes(void) { return LANES; }

@@ -2,10 +2,11 @@
 
 ``DIR/results.parquet`` has one row per trial: the spec keys (track, car, car_params,
 planner, model, config, seed, trial_id), ``status`` and ``error``, then ``trial.METRICS``,
-``wall_s`` and ``worker``. ``lap_time_ratio`` is the lap time over the friction-limited
-reference lap (None where the checkout has none, or the trial did not finish);
-``lap_time_est_s`` is the lap time, or for an unfinished trial its time scaled to the full
-distance at the pace it made, so that every trial has a finite score.
+``wall_s`` and ``worker``. ``reference_lap_s`` is the friction-limited flying lap
+(``sim.cars.reference_lap_for``, the true car's mu) times the laps; ``lap_time_ratio`` is the
+lap time over it (None when the trial did not finish). ``lap_time_est_s`` is the lap time, or
+for an unfinished trial its time scaled to the full distance at the pace it made, and
+``lap_time_est_ratio`` that over the reference: every trial that ran has a finite score.
 """
 
 from __future__ import annotations
@@ -50,8 +51,8 @@ def comparable(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def score_column(frame: pd.DataFrame) -> str:
-    """``lap_time_ratio`` where the sweep has reference laps, else ``lap_time_est_s``."""
-    return "lap_time_ratio" if frame["lap_time_ratio"].notna().any() else "lap_time_est_s"
+    """``lap_time_est_ratio`` where the sweep has reference laps, else ``lap_time_est_s``."""
+    return "lap_time_est_ratio" if frame["lap_time_est_ratio"].notna().any() else "lap_time_est_s"
 
 
 def summary(frame: pd.DataFrame) -> pd.DataFrame:
@@ -66,6 +67,7 @@ def summary(frame: pd.DataFrame) -> pd.DataFrame:
         lap_s=("lap_time_s", "mean"),
         lap_est_s=("lap_time_est_s", "mean"),
         ratio=("lap_time_ratio", "mean"),
+        est_ratio=("lap_time_est_ratio", "mean"),
         offtrack_s=("offtrack_s", "sum"),
         spins=("spins", "sum"),
         mean_lat_m=("mean_abs_lateral_m", "mean"),
@@ -145,7 +147,7 @@ def compare(
     a: pd.DataFrame,
     b: pd.DataFrame,
     on: tuple[str, ...] = PAIR_KEYS,
-    metrics: tuple[str, ...] = ("lap_time_est_s", "lap_time_ratio", "offtrack_s", "spins",
+    metrics: tuple[str, ...] = ("lap_time_est_ratio", "lap_time_est_s", "lap_time_ratio", "offtrack_s", "spins",
                                 "mean_abs_lateral_m", "max_abs_lateral_m", "fallbacks", "solve_ms_p99"),
     level: float = 0.95,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:

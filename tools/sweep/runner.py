@@ -7,7 +7,7 @@ trial's numbers depend only on the trial (see ``sim.closed_loop``), so serial, l
 a cluster give the same rows.
 
 Ray: ``address=None`` starts a private local Ray on this machine (loopback only, no
-dashboard, no usage stats) and shuts it down afterwards; ``"auto"`` or ``"ray://host:10001"``
+dashboard, no usage stats, a fresh auth token) and shuts it down afterwards; ``"auto"`` or ``"ray://host:10001"``
 joins a running cluster and leaves it running. Each trial asks Ray for one CPU; with
 ``threads_per_trial`` > 1 it asks for that many, so Ray never puts more planner threads on a
 node than it has cores.
@@ -126,7 +126,11 @@ def init_ray(address: str | None, workers: int | None) -> bool:
     if address:
         ray.init(address=address, log_to_driver=False)
     else:
+        from tools.sweep.cluster import private_ray_env
+
+        private_ray_env()
         ray.init(
+            address="local",  # a new private instance, never one that happens to be running
             num_cpus=workers or os.cpu_count(),
             _node_ip_address="127.0.0.1",
             include_dashboard=False,

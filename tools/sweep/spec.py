@@ -59,8 +59,8 @@ class CarSpec(_Strict):
 
     name: str = Field("nominal", description="label in the results")
     vehicle: str = Field("passenger_car", description="named vehicle or YAML path")
-    kind: Literal["single_track"] = Field(
-        "single_track", description="the simulator's car model (more kinds come with their factory)"
+    kind: Literal["st", "std"] | None = Field(
+        None, description="true-car model: st (single-track), std (drift); none: the vehicle file's"
     )
     params: dict[str, Any] = Field(
         default_factory=dict, description="true-car overrides: mu, dead_time, lag, ... (see true_car.py)"

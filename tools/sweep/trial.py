@@ -33,7 +33,7 @@ from tools.sweep.spec import Trial
 #: The metric columns of a row, in table order (None when the trial failed).
 METRICS = (
     "completed", "end_reason", "lap_time_s", "lap_times_s", "lap_time_est_s", "reference_lap_s",
-    "lap_time_ratio", "progress_m", "offtrack_s", "offtrack", "spins", "mean_abs_lateral_m",
+    "lap_time_ratio", "lap_time_est_ratio", "progress_m", "offtrack_s", "offtrack", "spins", "mean_abs_lateral_m",
     "max_abs_lateral_m", "mean_speed_mps", "solve_ms_p50", "solve_ms_p99", "fallbacks", "stops",
     "steps",
 )
@@ -43,9 +43,11 @@ DAEMON_START_S = 600.0  #: the first daemon start may compile the planner
 
 
 def make_car(car: dict[str, Any]) -> Any:
-    from vehicle_models.true_car import TrueCar
+    """The true car of a ``CarSpec`` dump (``sim.cars``' choice of model when it names none)."""
+    from vehicle_models.true_car import TrueCar, default_car, load_true_car_config
 
-    return TrueCar.named(car["vehicle"], **car["params"])
+    kind = car.get("kind") or default_car(car["vehicle"])
+    return TrueCar.from_config(load_true_car_config(car["vehicle"], kind, **car["params"]))
 
 
 def sensor_for(car: dict[str, Any], seed: int) -> Any:
@@ -58,14 +60,16 @@ def sensor_for(car: dict[str, Any], seed: int) -> Any:
     return SensorNoise(**noise, seed=seed + 7919)
 
 
-def reference_lap_s(track: Any, car: Any, laps: float) -> float | None:
-    """The friction-limited reference lap of ``track`` for ``car``'s mu, times ``laps``; None
-    where this checkout has no ``controller.track.reference_lap``."""
-    try:
-        from controller.track.reference_lap import reference_lap
-    except ImportError:
-        return None
-    return float(reference_lap(track, mu=float(car.params.mu)).time_s) * laps
+def reference_lap_s(track: Any, car: Any, vehicle: str, laps: float) -> float:
+    """The friction-limited reference lap (``sim.cars.reference_lap_for``) of ``track`` with
+    the vehicle's limits and the true car's mu (a slippery car has a slower reference),
+    times ``laps``."""
+    from sim.cars import reference_lap_for
+    from vehicle_models.params import load_params
+
+    params = load_params(vehicle)
+    mu = getattr(car.params, "mu", params.mu)
+    return float(reference_lap_for(track, params.model_copy(update={"mu": mu})).time_s) * laps
 
 
 def _lap_time_estimate(lap_time: float | None, elapsed: float, progress: float, distance: float) -> float:
@@ -92,9 +96,10 @@ def run_trial(trial: Trial) -> dict[str, Any]:
 def _finish(metrics: dict[str, Any], track: Any, car: Any, trial: Trial, elapsed: float) -> dict[str, Any]:
     distance = trial.laps * track.length
     metrics["lap_time_est_s"] = _lap_time_estimate(metrics["lap_time_s"], elapsed, metrics["progress_m"], distance)
-    metrics["reference_lap_s"] = reference_lap_s(track, car, trial.laps)
+    metrics["reference_lap_s"] = reference_lap_s(track, car, trial.car["vehicle"], trial.laps)
     ref = metrics["reference_lap_s"]
     metrics["lap_time_ratio"] = metrics["lap_time_s"] / ref if ref and metrics["lap_time_s"] is not None else None
+    metrics["lap_time_est_ratio"] = metrics["lap_time_est_s"] / ref if ref else None
     metrics["offtrack"] = metrics["offtrack_s"] > 0
     return metrics
 

@@ -2,8 +2,8 @@
 
 Each Optuna trial is a sub-sweep: the spec's tracks x cars x planners x models x seeds, with
 the searched keys set (``--set`` values), run by the same executors as ``run`` (serially or on
-Ray). The objective is the mean lap-time ratio over those trials (the mean lap-time estimate
-while the checkout has no reference lap), with the total time off track and the total spins
+Ray). The objective is the mean lap-time ratio over those trials (``lap_time_est_ratio``: an
+unfinished trial counts at the pace it made), with the total time off track and the total spins
 as constraints (``tune.max_offtrack_s``, ``tune.max_spins``): TPE samples from the feasible
 region, and the best trial is the best feasible one. A failed episode scores infinity.
 
@@ -51,10 +51,7 @@ def score(rows: pd.DataFrame) -> Score:
     """(mean score, total off-track seconds, total spins); inf when a trial failed."""
     if rows.empty or (rows["status"] != "ok").any():
         return math.inf, math.inf, math.inf
-    column = score_column(rows)
-    values = rows[column].astype(float)
-    if column == "lap_time_ratio" and values.isna().any():  # unfinished: fall back to estimates
-        values = rows["lap_time_est_s"].astype(float)
+    values = rows[score_column(rows)].astype(float)
     return float(values.mean()), float(rows["offtrack_s"].sum()), float(rows["spins"].sum())
 
 
@@ -82,10 +79,15 @@ def tune(
     base_trials = expand(spec)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
+    # Optuna 5 reads constraints set on the trial; older releases take a constraints_func.
+    native_constraints = hasattr(optuna.trial.Trial, "set_constraint")
+
     def constraints(frozen: Any) -> list[float]:
         return list(frozen.user_attrs["constraints"])
 
-    sampler = optuna.samplers.TPESampler(seed=settings.seed, constraints_func=constraints)
+    sampler = optuna.samplers.TPESampler(
+        seed=settings.seed, **({} if native_constraints else {"constraints_func": constraints})
+    )
     study = optuna.create_study(direction="minimize", sampler=sampler)
     records = []
     for number in range(settings.trials):
@@ -97,7 +99,12 @@ def tune(
         rows = table(load_rows(out), ids)
         objective, offtrack, spins = score(rows)
         limits = [offtrack - settings.max_offtrack_s, spins - settings.max_spins]
-        trial.set_user_attr("constraints", [x if math.isfinite(x) else 1e9 for x in limits])
+        bounded = [x if math.isfinite(x) else 1e9 for x in limits]
+        if native_constraints:
+            trial.set_constraint("offtrack_s", bounded[0])
+            trial.set_constraint("spins", bounded[1])
+        else:
+            trial.set_user_attr("constraints", bounded)
         study.tell(trial, objective if math.isfinite(objective) else 1e9)
         records.append({"number": number, **values, "objective": objective, "offtrack_s": offtrack,
                         "spins": spins, "feasible": all(x <= 0 for x in limits), "episodes": len(ids)})
