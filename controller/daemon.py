@@ -425,7 +425,7 @@ class Daemon:
             if outcome.status != "ok":
                 self._warnings.note(f"step {outcome.status}", f"session {session.id}: {outcome.reason}")
             if self.log:
-                self.log.step(step_record(session.id, episode, request, outcome, received, replied, planner, self.model.version))
+                self.log.step(step_record(session.id, episode, request, outcome, received, replied, planner, self.model.version), outcome.plan)
 
     # -- control requests -------------------------------------------------------------------------
     def stats_dict(self, asker: Session | None = None) -> dict[str, Any]:

@@ -132,8 +132,8 @@ def load_true_car_config(
     """
     if car not in CARS:
         raise ValueError(f"unknown car {car!r}; cars: {', '.join(CARS)}")
-    vehicle_fields = (SingleTrackParams if car == "st" else DriftParams).model_fields
-    unknown = set(overrides) - set(ActuatorConfig.model_fields) - set(vehicle_fields)
+    vehicle_fields = set((SingleTrackParams if car == "st" else DriftParams).model_fields) | {"mu"}
+    unknown = set(overrides) - set(ActuatorConfig.model_fields) - vehicle_fields
     if unknown:
         raise ValueError(f"unknown true-car parameter(s) of {car}: {', '.join(sorted(unknown))}")
     actuator_overrides = {k: v for k, v in overrides.items() if k in ActuatorConfig.model_fields}
