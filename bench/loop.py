@@ -368,6 +368,79 @@ def print_flood(rows: dict, seconds: float) -> None:
     print(f"car round-trip p99, flood - alone: {rows['p99_difference_ms']:+.2f} ms (target: within 2 ms, zero late replies)")
 
 
+def live_view(tmp: Path, n: int, n_paced: int, gap_s: float, period_s: float) -> dict:
+    """Round trip minus solve with the Foxglove live view off and on (a WebSocket viewer
+    subscribed to every topic, draining on a thread), same daemon config, one after the other."""
+    import contextlib
+    import json as _json
+    import threading
+
+    from websockets.sync.client import connect
+
+    out: dict = {}
+    for label, live in (("off", False), ("on", True)):
+        endpoint, port = f"tcp://127.0.0.1:{free_port()}", free_port()
+        run = tmp / f"live-{label}"
+        run.mkdir(parents=True, exist_ok=True)
+        args = [sys.executable, "-m", "controller", "--bind", endpoint, "--log-dir", str(run / "logs"),
+                *(["--foxglove", str(port)] if live else []), *(f"--set={o}" for o in OVERHEAD_DAEMON)]
+        proc = subprocess.Popen(args, cwd=ROOT, stdout=open(run / "daemon.out", "a"), stderr=subprocess.STDOUT)
+        stop_viewer, received = threading.Event(), [0]
+        viewer = None
+        sockets = contextlib.ExitStack()
+        try:
+            with ControllerClient(endpoint) as c:
+                c.wait_ready(600)
+            if live:
+                ws = sockets.enter_context(
+                    connect(f"ws://127.0.0.1:{port}", subprotocols=["foxglove.sdk.v1", "foxglove.websocket.v1"]))
+                channels = []
+                while not channels:
+                    frame = ws.recv(timeout=10)
+                    if isinstance(frame, str) and _json.loads(frame).get("op") == "advertise":
+                        channels = _json.loads(frame)["channels"]
+                ws.send(_json.dumps({"op": "subscribe", "subscriptions": [
+                    {"id": i, "channelId": ch["id"]} for i, ch in enumerate(channels)]}))
+
+                def drain() -> None:
+                    while not stop_viewer.is_set():
+                        try:
+                            ws.recv(timeout=0.2)
+                            received[0] += 1
+                        except TimeoutError:
+                            continue
+                        except Exception:
+                            return
+
+                viewer = threading.Thread(target=drain, daemon=True)
+                viewer.start()
+            b2b = round_trips(endpoint, n, gap_s=gap_s)
+            paced_rt = round_trips(endpoint, n_paced, period_s=period_s)
+        finally:
+            stop_viewer.set()
+            if viewer is not None:
+                viewer.join(5)
+            sockets.close()
+            stop(proc)
+        out[label] = {"back_to_back": b2b, "paced": paced_rt, "viewer_messages": received[0]}
+    print(f"\nFoxglove live view, round trip minus solve [ms] ({n} back to back, {n_paced} paced at "
+          f"{period_s * 1e3:g} ms; 'on': a viewer subscribed to every topic)")
+    print(f"{'':<28} {'median':>8} {'p99':>8} {'x off med':>10} {'x off p99':>10}")
+    rows: dict = {}
+    for mode in ("back_to_back", "paced"):
+        base = out["off"][mode]
+        for label in ("off", "on"):
+            s = summarise(out[label][mode])
+            s["ratio_median"] = s["median"] / float(np.median(base))
+            s["ratio_p99"] = s["p99"] / float(np.percentile(base, 99))
+            rows[f"{label}_{mode}"] = s
+            print(f"{'live view ' + label + ', ' + mode.replace('_', ' '):<28} {s['median']:>8.3f} {s['p99']:>8.3f} "
+                  f"{s['ratio_median']:>10.2f} {s['ratio_p99']:>10.2f}")
+    rows["viewer_messages"] = out["on"]["viewer_messages"]
+    print(f"  the viewer received {rows['viewer_messages']} messages")
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n", type=int, default=2000, help="back-to-back requests per server")
@@ -384,6 +457,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only-flood", action="store_true", help="the flood rows alone")
     p.add_argument("--flood-seconds", type=float, default=20.0, help="length of each flood run [s]")
     p.add_argument("--json", type=Path, help="write every figure here")
+    p.add_argument("--live-view", action="store_true",
+                   help="also: the Foxglove live view off vs on (a viewer subscribed)")
     args = p.parse_args(argv)
     torch.set_num_threads(SIM_THREADS)
     results: dict = {"daemon_threads": args.daemon_threads, "realtime_priority": args.realtime_priority}
@@ -402,6 +477,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"daemon {args.daemon_threads} thread(s):")
             for k, v in rt.items():
                 print(f"  {k:<20} {v:.3f}" if isinstance(v, float) else f"  {k:<20} {v}")
+        if args.live_view:
+            results["live_view_ms"] = live_view(tmp, args.n, args.n_paced, args.gap_ms * 1e-3, args.period_ms * 1e-3)
         if not args.skip_flood:
             rows = flood(tmp, args.flood_seconds, args.daemon_threads)
             results["flood_20hz"] = rows

@@ -32,7 +32,34 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--log-json", action="store_true", help="log lines as JSON objects, one per line")
     p.add_argument("--metrics", metavar="[HOST:]PORT",
                    help="serve Prometheus metrics at http://HOST:PORT/metrics (HOST default 127.0.0.1)")
+    p.add_argument("--foxglove", metavar="[HOST:]PORT",
+                   help="live view over the Foxglove WebSocket protocol (HOST default 127.0.0.1)")
     return p.parse_args(argv)
+
+
+def foxglove_parts(config, runtime, track_record, live_address):  # noqa: ANN001, ANN201
+    """The Foxglove scene encoder (log.foxglove, or a live view) and the live view, if any."""
+    if live_address and not config.log.enabled:
+        raise ValueError("--foxglove needs the transition log (the live view runs on its writer thread)")
+    if not (config.log.enabled and (config.log.foxglove or live_address)):
+        return None, None
+    try:
+        from controller.foxglove_scene import SceneEncoder
+    except ImportError:
+        if live_address:
+            raise ValueError("--foxglove needs foxglove-sdk: pip install -e '.[foxglove]'") from None
+        logging.getLogger("controller").info("no Foxglove topics in the log: foxglove-sdk is not installed")
+        return None, None
+    params = runtime.model.params
+    scene = SceneEncoder(params.wheelbase, params.ref_to_rear, params.width, runtime.core.planner.dt)
+    live = None
+    if live_address:
+        from controller.foxglove_live import LiveView
+
+        live = LiveView(live_address, track_record)
+        host = live_address.rpartition(":")[0] or "127.0.0.1"
+        logging.getLogger("controller").info("Foxglove live view at ws://%s:%d", host, live.port)
+    return scene, live
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,13 +100,17 @@ def main(argv: list[str] | None = None) -> int:
             "(the first run compiles the native kernel, about 2 s, cached)", config.track, config.planner.kind
         )
         runtime = build_runtime(config)
+        track_record = describe_track(runtime.track, config.track)
+        scene, live = foxglove_parts(config, runtime, track_record, args.foxglove)
         transition_log = (
             TransitionLog(
                 config.log.path,
                 rotate_bytes=int(config.log.rotate_mb * (1 << 20)),
                 rotate_s=config.log.rotate_s,
                 flush_s=config.log.flush_s,
-                track=describe_track(runtime.track, config.track),
+                track=track_record,
+                scene=scene,
+                live=live,
             )
             if config.log.enabled
             else None

@@ -60,6 +60,9 @@ class LogSettings(_Strict):
     rotate_mb: float = Field(64.0, gt=0, description="start a new file beyond this size [MiB]")
     rotate_s: float = Field(600.0, gt=0, description="start a new file after this long [s]")
     flush_s: float = Field(0.5, gt=0, description="records reach the OS at least this often [s]")
+    foxglove: bool = Field(
+        True, description="also write the Foxglove 3D topics (track, car, plan); needs foxglove-sdk"
+    )
 
     @property
     def path(self) -> Path:

@@ -311,7 +311,9 @@ class Daemon:
             except ProtocolError as e:
                 self._error(socket, envelope, e.code, e.message, e.seq)
                 continue
-            if isinstance(request, wire.Step):
+            if isinstance(request, wire.Step) and admin:
+                self._error(socket, envelope, ErrorCode.FORBIDDEN, "the admin endpoint drives no car", request.seq)
+            elif isinstance(request, wire.Step):
                 if newest is not None and (newest[1].seq, newest[1].stamp) != (request.seq, request.stamp):
                     self._error(socket, newest[0], ErrorCode.STALE, "superseded by a newer step request", newest[1].seq)
                 # (copies of one step, resent while the daemon was away, get one reply)
@@ -423,7 +425,7 @@ class Daemon:
             if outcome.status != "ok":
                 self._warnings.note(f"step {outcome.status}", f"session {session.id}: {outcome.reason}")
             if self.log:
-                self.log.step(step_record(session.id, episode, request, outcome, received, replied, planner, self.model.version))
+                self.log.step(step_record(session.id, episode, request, outcome, received, replied, planner, self.model.version), outcome.plan)
 
     # -- control requests -------------------------------------------------------------------------
     def stats_dict(self, asker: Session | None = None) -> dict[str, Any]:

@@ -171,24 +171,20 @@ def load_drift_params(name_or_path: str | Path, **overrides: Any) -> DriftParams
     """The ``drift:`` section of a named vehicle or YAML file, with fields overridden.
 
     ``tyre`` in the file or in ``overrides`` is a mapping of coefficients; those it leaves out
-    keep CommonRoad's values. ``mu`` sets the tyres' peak friction (``with_friction``), as it
-    does for the single-track car.
+    keep CommonRoad's values. ``mu`` sets the peak lateral friction (p_dy1) and scales the
+    longitudinal peak (p_dx1) by the same factor: a wet or worn road, tyre shapes unchanged.
     """
     data = read_vehicle_section(name_or_path, "drift")
     if not data:
         raise ValueError(f"{name_or_path}: no 'drift:' section")
     mu = overrides.pop("mu", None)
     params = DriftParams(**(data | overrides))
-    return params if mu is None else with_friction(params, float(mu))
-
-
-def with_friction(params: DriftParams, mu: float) -> DriftParams:
-    """The car on a road of peak lateral friction ``mu`` (a wet track, say): p_dy1 = mu and
-    the longitudinal peak p_dx1 scaled alike; the slip stiffnesses stay (B = K / (C D))."""
+    if mu is None:
+        return params
     if not mu > 0:
         raise ValueError(f"mu must be positive, got {mu}")
-    t = params.tyre
-    tyre = t.model_copy(update={"p_dy1": mu, "p_dx1": t.p_dx1 * mu / t.p_dy1})
+    scale = mu / params.tyre.p_dy1
+    tyre = params.tyre.model_copy(update={"p_dy1": mu, "p_dx1": params.tyre.p_dx1 * scale})
     return params.model_copy(update={"tyre": tyre})
 
 

@@ -32,6 +32,10 @@ class TorchOps:
         return torch.clamp(x, lo, hi)
 
     @staticmethod
+    def relu(x: Any) -> Any:
+        return torch.relu(x)
+
+    @staticmethod
     def where(cond: Any, a: Any, b: Any) -> Any:
         return torch.where(cond, a, b)
 
@@ -75,6 +79,10 @@ class CasadiOps:
     @staticmethod
     def clip(x: Any, lo: Any, hi: Any) -> Any:
         return ca.fmin(ca.fmax(x, lo), hi)
+
+    @staticmethod
+    def relu(x: Any) -> Any:
+        return ca.fmax(x, 0.0)
 
     @staticmethod
     def where(cond: Any, a: Any, b: Any) -> Any:
@@ -141,6 +149,10 @@ class ScalarOps:
     @staticmethod
     def clip(x: float, lo: float, hi: float) -> float:
         return min(max(x, lo), hi)
+
+    @staticmethod
+    def relu(x: float) -> float:
+        return max(x, 0.0)
 
     @staticmethod
     def where(cond: bool, a: float, b: float) -> float:

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from controller.costs import TrackCost
+from controller.native.codegen import MAX_VEHICLE_PARAMS, STATE_TERMS, VEHICLE_PARAMS
 from vehicle_models.kinematic import KinematicBicycle
 from vehicle_models.semi_parametric import SemiParametricModel
 
@@ -30,8 +31,9 @@ NX, NU = 5, 2
 COLUMN_BLOCK = 8
 #: Samples per block of the kernel's blocked layouts (LANES in rollout.c).
 LANES = 16
-#: Order of the kernel's term kinds (enum in rollout.c) by TrackCost term name.
-TERM_KINDS = ("lateral", "heading", "speed", "boundary", "effort", "rate", "progress", "disagreement")
+#: Order of the kernel's term kinds by TrackCost term name: the generated state terms
+#: (codegen.STATE_TERMS, from costs.STATE_RESIDUALS), then the enum that follows them in rollout.c.
+TERM_KINDS = (*STATE_TERMS, "effort", "rate", "progress", "disagreement")
 ACTIVATIONS = {"silu": 0, "relu": 1, "tanh": 2}
 _LEN_COLUMN = 5  #: segment length in the lookup table; the kernel takes its inverse
 
@@ -43,9 +45,7 @@ _ip = ctypes.POINTER(ctypes.c_int32)
 
 class Problem(ctypes.Structure):
     _fields_ = [
-        ("dt", _f), ("wheelbase", _f), ("ref_ratio", _f), ("steer_gain", _f), ("steer_offset", _f),
-        ("steer_min", _f), ("steer_max", _f), ("speed_min", _f), ("speed_max", _f),
-        ("steer_rate_min", _f), ("steer_rate_max", _f), ("accel_min", _f), ("accel_max", _f),
+        ("dt", _f), ("vehicle", _f * MAX_VEHICLE_PARAMS),
         ("low", _f * NU), ("high", _f * NU),
         ("num_layers", _i), ("members", _i), ("activation", _i),
         ("widths", _i * (MAX_LAYERS + 1)), ("num_outputs", _i),
@@ -60,8 +60,7 @@ class Problem(ctypes.Structure):
         ("inv_spacing", _f),
         ("branch_penalty", _f),
         ("term_slot", _i * len(TERM_KINDS)), ("num_terms", _i),
-        ("w_lateral", _f), ("w_heading", _f), ("w_speed", _f), ("w_boundary", _f),
-        ("w_progress", _f), ("w_disagreement", _f),
+        ("state_w", _f * len(STATE_TERMS)), ("w_progress", _f), ("w_disagreement", _f),
         ("effort_w", _f * NU), ("rate_w", _f * NU), ("inv_action_scale", _f * NU),
         ("half_width", _f), ("terminal_weight", _f),
         ("num_threads", _i),
@@ -281,13 +280,9 @@ class NativeProblem:
 
     def _fill_model(self, p: Problem, model: Any) -> None:
         nominal = model.nominal if type(model) is SemiParametricModel else model
-        k = nominal.params
         p.dt = nominal.dt
-        p.wheelbase, p.ref_ratio = k.wheelbase, k.ref_to_rear / k.wheelbase
-        p.steer_gain, p.steer_offset = k.steer_gain, k.steer_offset
-        p.steer_min, p.steer_max, p.speed_min, p.speed_max = k.steer_min, k.steer_max, k.speed_min, k.speed_max
-        p.steer_rate_min, p.steer_rate_max = k.steer_rate_min, k.steer_rate_max
-        p.accel_min, p.accel_max = k.accel_min, k.accel_max
+        # The order the generated equations read them in (codegen.VEHICLE_PARAMS).
+        p.vehicle[: len(VEHICLE_PARAMS)] = [float(getattr(nominal.params, name)) for name in VEHICLE_PARAMS]
         p.num_layers = 0
         if type(model) is not SemiParametricModel:
             return
@@ -338,8 +333,8 @@ class NativeProblem:
         p.term_slot[:] = [slots.get(name, -1) for name in TERM_KINDS]
         p.num_terms = len(cost.term_names)
         w = cost.config.weights
-        p.w_lateral, p.w_heading, p.w_speed = w.lateral, w.heading, w.speed
-        p.w_boundary, p.w_progress, p.w_disagreement = w.boundary, w.progress, w.disagreement
+        p.state_w[:] = [float(getattr(w, name)) for name in STATE_TERMS]
+        p.w_progress, p.w_disagreement = w.progress, w.disagreement
         p.effort_w[:] = list(w.effort)
         p.rate_w[:] = list(w.rate)
         p.inv_action_scale[:] = (1.0 / cost.action_scale.double()).tolist()

@@ -58,6 +58,7 @@ def test_admin_requests_only_on_the_owner_only_admin_socket(start_daemon, tmp_pa
         assert reset["type"] == "ack" and reset["session"] == session and reset["episode"] == 1
         assert admin.reset(session="nobody.1")["code"] == "unknown_session"
         assert admin.reset()["code"] == "missing_field"  # the admin endpoint drives no car
+        assert admin.request({"type": "step", "seq": 1, "stamp": 1.0, "state": STATE})["code"] == "forbidden"
         assert car.stats()["episode"] == 1
         assert car.step(2, 0.5, STATE, timeout_s=5.0).status == "ok"  # its stamps started over
 

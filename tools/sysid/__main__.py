@@ -1,6 +1,10 @@
 """python -m tools.sysid fit|watch: refit the vehicle model from transition logs.
 
     python -m tools.sysid fit --logs runs/x/logs --out models [--base models/<bundle>] [--force]
+    python -m tools.sysid fit --logs car1/logs car2/logs car3/logs --out models --cache fleet-cache
+
+Many --logs sources (cars, days) are read as one Arrow dataset (tools/sysid/fleet.py): the fit
+holds its arrays, never every record at once; --cache keeps the converted logs for the next refit.
     python -m tools.sysid watch --logs runs/ --model-dir models --every 2
 """
 
@@ -42,7 +46,8 @@ def print_report(report: dict) -> None:
 
 def cmd_fit(args: argparse.Namespace) -> int:
     options = FitOptions(ensemble_size=args.ensemble, epochs=args.epochs, seed=args.seed, force=args.force,
-                         progress=not args.quiet, residual=not args.no_residual)
+                         progress=not args.quiet, residual=not args.no_residual,
+                         cache=getattr(args, "cache", None))
     try:
         report = run_fit(args.logs, args.out, args.base, args.vehicle, options)
     except RefusedError as e:
@@ -85,7 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m tools.sysid")
     sub = p.add_subparsers(dest="command", required=True)
     fit = sub.add_parser("fit", help="fit kinematic parameters and the residual; write a bundle")
-    fit.add_argument("--logs", nargs="+", required=True, help="log files or directories")
+    fit.add_argument("--logs", nargs="+", required=True,
+                     help="log files or directories; each one car of the fleet")
+    fit.add_argument("--cache", help="keep the logs converted to Parquet here (later refits reuse them)")
     fit.add_argument("--out", type=Path, required=True, help="directory for the new bundle")
     fit.add_argument("--base", help="the bundle to improve on (its parameters are the prior)")
     fit.add_argument("--vehicle", default="passenger_car", help="prior parameters without --base")

@@ -11,8 +11,9 @@ from typing import Any
 
 import torch
 
-from controller.translog import load_steps, log_files
+from controller.translog import log_files
 from tools.sysid.data import blocks, transitions_of, windows
+from tools.sysid.fleet import fleet_cache, load_fleet_steps
 from tools.sysid.evaluate import prediction_rmse, table
 from tools.sysid.kinematic_fit import excitation_warnings, fit_kinematic
 from tools.sysid.residual_fit import train_residual
@@ -44,6 +45,7 @@ class FitOptions:
     force: bool = False
     progress: bool = True
     residual: bool = True
+    cache: str | None = None  #: converted logs kept for later refits (tools.sysid.fleet); None: temporary
 
 
 def data_digest(paths: list[Path]) -> str:
@@ -56,7 +58,8 @@ def data_digest(paths: list[Path]) -> str:
 
 def run_fit(logs: list[str], out: Path, base: str | None, vehicle: str, options: FitOptions) -> dict[str, Any]:
     files = log_files(logs)
-    steps = load_steps(files)
+    with fleet_cache(options.cache) as cache:  # a fleet's logs, one Arrow dataset
+        steps = load_fleet_steps(logs, cache)
     all_blocks, period = blocks(steps)
     train_blocks = [b for b in all_blocks if not b.held_out]
     val_blocks = [b for b in all_blocks if b.held_out]
