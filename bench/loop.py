@@ -14,10 +14,19 @@
    semi-parametric model (a bundle with one 2x64 residual), paced by the wall clock: deadline
    misses (solve budget 0.6 x 20 ms), late replies, solve and round-trip p50/p99.
 
+3. Flood: the simulator at 20 Hz in real time for ``--flood-seconds`` (MPPI K=1024, H=40,
+   kinematic), once alone and once while another process floods the daemon with step
+   requests over its own DEALER without reading a reply (any local process can). Late
+   replies (round trip over the 50 ms period), timeouts, and the car's round-trip p50/p99 in
+   both runs, with the difference; the target is zero late replies and a p99 within 2 ms of
+   the run without the flood.
+
 The simulator (this process) runs torch on one thread; ``--daemon-threads`` sets the daemon's.
 
     python bench/loop.py [--n 2000] [--n-paced 300] [--seconds 60] [--json out.json]
-                         [--skip-realtime] [--skip-overhead] [--daemon-threads 1]
+                         [--skip-realtime] [--skip-overhead] [--skip-flood] [--flood-seconds 20]
+                         [--daemon-threads 1]
+    python bench/loop.py --only-flood --flood-seconds 5     # the flood rows alone
 """
 
 from __future__ import annotations
@@ -274,6 +283,164 @@ def realtime(tmp: Path, seconds: float, threads: int, priority: int = 0) -> dict
             "mean_abs_lateral_m": summary.mean_abs_lateral_m, "offtrack_s": summary.offtrack_s}
 
 
+#: Another local process: a DEALER sending step requests as fast as ZeroMQ takes them, never
+#: reading a reply, until killed. Prints how many it sent when told to stop (SIGTERM).
+FLOOD_CLIENT = """
+import signal, sys, msgpack, zmq
+ctx = zmq.Context.instance()
+sock = ctx.socket(zmq.DEALER)
+sock.setsockopt(zmq.LINGER, 0)
+sock.connect(sys.argv[1])
+sent = 0
+def done(*_):
+    print(sent, flush=True)
+    sys.exit(0)
+signal.signal(signal.SIGTERM, done)
+print("ready", flush=True)
+sys.stdin.readline()  # "go": the car holds its session by then
+state = {"x": 0.0, "y": 0.0, "yaw": 0.0, "v": 5.0, "steer": 0.0}
+while True:
+    sock.send_multipart([b"", msgpack.packb({"type": "step", "seq": sent, "stamp": 1e-3 * sent, "state": state})])
+    sent += 1
+"""
+
+FLOOD_DAEMON = ["control_period=0.05", "planner.num_samples=1024", "planner.horizon=40", "planner.dt=0.05", "track=random:0"]
+
+
+def drive_20hz(endpoint: str, seconds: float, on_step=None) -> dict:
+    """The car at 20 Hz by the wall clock for ``seconds``: late replies, timeouts, round trips."""
+    track = load_track("random:0")
+    x0 = np.zeros(7)
+    x0[:5] = start_state(track, 8.0).numpy()
+    with ControllerClient(endpoint) as client:
+        summary = run_episode(
+            client, TrueCar.named("passenger_car"), track, x0,
+            EpisodeConfig(control_period=0.05, realtime=True, laps=100, max_steps=int(seconds / 0.05),
+                          reply_timeout_s=0.1, vehicle_width=1.674),
+            on_step=on_step,
+        )
+        stats = client.stats()
+    return {"steps": summary.steps, "end": summary.end_reason, "late_replies": summary.late_replies, "timeouts": summary.timeouts,
+            "round_trip_ms_p50": summary.round_trip_ms_p50, "round_trip_ms_p99": summary.round_trip_ms_p99,
+            "deadline_misses": stats["deadline_misses"], "flood_dropped": stats["flood_dropped"],
+            "handle_ms_p99": stats["handle_ms_p99"], "handle_ms_max": stats["handle_ms_max"],
+            "errors_by_code": stats["errors_by_code"]}
+
+
+def flood(tmp: Path, seconds: float, threads: int, overrides: list[str] = FLOOD_DAEMON) -> dict:
+    """The 20 Hz drive alone, then with a concurrent flood, against one daemon."""
+    proc, endpoint = start_daemon(tmp / "flood", [*overrides, f"threads={threads}"])
+    try:
+        alone = drive_20hz(endpoint, seconds)
+        flooder = subprocess.Popen([sys.executable, "-c", FLOOD_CLIENT, endpoint], stdin=subprocess.PIPE,
+                                   stdout=subprocess.PIPE, text=True)
+        try:
+            assert flooder.stdout is not None and flooder.stdout.readline().strip() == "ready"
+
+            def start_flood(n: int, *_: object) -> None:
+                if n == 0:  # the car holds its session (the daemon's one place) from its first step
+                    assert flooder.stdin is not None
+                    flooder.stdin.write("go\n")
+                    flooder.stdin.flush()
+
+            flooded = drive_20hz(endpoint, seconds, start_flood)
+        finally:
+            flooder.terminate()
+            sent = flooder.stdout.read().strip() if flooder.stdout else ""
+            flooder.wait(5)
+        flooded["flood_sent"] = int(sent) if sent.isdigit() else -1
+    finally:
+        stop(proc)
+    flooded["flood_dropped"] -= alone["flood_dropped"]
+    return {"alone": alone, "flood": flooded,
+            "p99_difference_ms": flooded["round_trip_ms_p99"] - alone["round_trip_ms_p99"]}
+
+
+def print_flood(rows: dict, seconds: float) -> None:
+    print(f"\nflood: the car at 20 Hz for {seconds:g} s, alone and while another process floods the daemon")
+    print(f"{'run':<8} {'steps':>6} {'end':>10} {'late':>5} {'timeouts':>8} {'rtt p50':>8} {'rtt p99':>8} {'misses':>6} "
+          f"{'handle p99':>10} {'flood sent':>10} {'dropped':>8}")
+    for name in ("alone", "flood"):
+        r = rows[name]
+        print(f"{name:<8} {r['steps']:>6} {r['end']:>10} {r['late_replies']:>5} {r['timeouts']:>8} {r['round_trip_ms_p50']:>8.2f} "
+              f"{r['round_trip_ms_p99']:>8.2f} {r['deadline_misses']:>6} {r['handle_ms_p99']:>10.2f} "
+              f"{r.get('flood_sent', 0):>10} {r['flood_dropped']:>8}")
+    print(f"car round-trip p99, flood - alone: {rows['p99_difference_ms']:+.2f} ms (target: within 2 ms, zero late replies)")
+
+
+def live_view(tmp: Path, n: int, n_paced: int, gap_s: float, period_s: float) -> dict:
+    """Round trip minus solve with the Foxglove live view off and on (a WebSocket viewer
+    subscribed to every topic, draining on a thread), same daemon config, one after the other."""
+    import contextlib
+    import json as _json
+    import threading
+
+    from websockets.sync.client import connect
+
+    out: dict = {}
+    for label, live in (("off", False), ("on", True)):
+        endpoint, port = f"tcp://127.0.0.1:{free_port()}", free_port()
+        run = tmp / f"live-{label}"
+        run.mkdir(parents=True, exist_ok=True)
+        args = [sys.executable, "-m", "controller", "--bind", endpoint, "--log-dir", str(run / "logs"),
+                *(["--foxglove", str(port)] if live else []), *(f"--set={o}" for o in OVERHEAD_DAEMON)]
+        proc = subprocess.Popen(args, cwd=ROOT, stdout=open(run / "daemon.out", "a"), stderr=subprocess.STDOUT)
+        stop_viewer, received = threading.Event(), [0]
+        viewer = None
+        sockets = contextlib.ExitStack()
+        try:
+            with ControllerClient(endpoint) as c:
+                c.wait_ready(600)
+            if live:
+                ws = sockets.enter_context(
+                    connect(f"ws://127.0.0.1:{port}", subprotocols=["foxglove.sdk.v1", "foxglove.websocket.v1"]))
+                channels = []
+                while not channels:
+                    frame = ws.recv(timeout=10)
+                    if isinstance(frame, str) and _json.loads(frame).get("op") == "advertise":
+                        channels = _json.loads(frame)["channels"]
+                ws.send(_json.dumps({"op": "subscribe", "subscriptions": [
+                    {"id": i, "channelId": ch["id"]} for i, ch in enumerate(channels)]}))
+
+                def drain() -> None:
+                    while not stop_viewer.is_set():
+                        try:
+                            ws.recv(timeout=0.2)
+                            received[0] += 1
+                        except TimeoutError:
+                            continue
+                        except Exception:
+                            return
+
+                viewer = threading.Thread(target=drain, daemon=True)
+                viewer.start()
+            b2b = round_trips(endpoint, n, gap_s=gap_s)
+            paced_rt = round_trips(endpoint, n_paced, period_s=period_s)
+        finally:
+            stop_viewer.set()
+            if viewer is not None:
+                viewer.join(5)
+            sockets.close()
+            stop(proc)
+        out[label] = {"back_to_back": b2b, "paced": paced_rt, "viewer_messages": received[0]}
+    print(f"\nFoxglove live view, round trip minus solve [ms] ({n} back to back, {n_paced} paced at "
+          f"{period_s * 1e3:g} ms; 'on': a viewer subscribed to every topic)")
+    print(f"{'':<28} {'median':>8} {'p99':>8} {'x off med':>10} {'x off p99':>10}")
+    rows: dict = {}
+    for mode in ("back_to_back", "paced"):
+        base = out["off"][mode]
+        for label in ("off", "on"):
+            s = summarise(out[label][mode])
+            s["ratio_median"] = s["median"] / float(np.median(base))
+            s["ratio_p99"] = s["p99"] / float(np.percentile(base, 99))
+            rows[f"{label}_{mode}"] = s
+            print(f"{'live view ' + label + ', ' + mode.replace('_', ' '):<28} {s['median']:>8.3f} {s['p99']:>8.3f} "
+                  f"{s['ratio_median']:>10.2f} {s['ratio_p99']:>10.2f}")
+    rows["viewer_messages"] = out["on"]["viewer_messages"]
+    print(f"  the viewer received {rows['viewer_messages']} messages")
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n", type=int, default=2000, help="back-to-back requests per server")
@@ -286,12 +453,19 @@ def main(argv: list[str] | None = None) -> int:
                    help="the daemon's SCHED_FIFO priority (0: normal; needs root or CAP_SYS_NICE)")
     p.add_argument("--skip-realtime", action="store_true")
     p.add_argument("--skip-overhead", action="store_true")
+    p.add_argument("--skip-flood", action="store_true")
+    p.add_argument("--only-flood", action="store_true", help="the flood rows alone")
+    p.add_argument("--flood-seconds", type=float, default=20.0, help="length of each flood run [s]")
     p.add_argument("--json", type=Path, help="write every figure here")
+    p.add_argument("--live-view", action="store_true",
+                   help="also: the Foxglove live view off vs on (a viewer subscribed)")
     args = p.parse_args(argv)
     torch.set_num_threads(SIM_THREADS)
     results: dict = {"daemon_threads": args.daemon_threads, "realtime_priority": args.realtime_priority}
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
+        if args.only_flood:
+            args.skip_overhead = args.skip_realtime = True
         if not args.skip_overhead:
             series = overhead(tmp, args.n, args.n_paced, args.gap_ms * 1e-3, args.period_ms * 1e-3,
                               args.daemon_threads, args.realtime_priority)
@@ -303,6 +477,12 @@ def main(argv: list[str] | None = None) -> int:
                   f"daemon {args.daemon_threads} thread(s):")
             for k, v in rt.items():
                 print(f"  {k:<20} {v:.3f}" if isinstance(v, float) else f"  {k:<20} {v}")
+        if args.live_view:
+            results["live_view_ms"] = live_view(tmp, args.n, args.n_paced, args.gap_ms * 1e-3, args.period_ms * 1e-3)
+        if not args.skip_flood:
+            rows = flood(tmp, args.flood_seconds, args.daemon_threads)
+            results["flood_20hz"] = rows
+            print_flood(rows, args.flood_seconds)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2) + "\n")

@@ -14,6 +14,7 @@ import difflib
 import os
 import types
 import typing
+from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,7 +28,8 @@ from controller.protocol import InputLimits
 from controller.recovery import SafetyConfig
 from controller.security import SecurityConfig
 
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "daemon.yaml"
+#: The shipped config, package data of ``configs`` (the same file in a checkout and a wheel).
+DEFAULT_CONFIG = Path(str(resources.files("configs") / "daemon.yaml"))
 #: Outside any checkout: a daemon started from the repository must not write into it.
 DEFAULT_LOG_DIR = "~/.local/state/vehicle-mpc/logs"
 
@@ -58,6 +60,9 @@ class LogSettings(_Strict):
     rotate_mb: float = Field(64.0, gt=0, description="start a new file beyond this size [MiB]")
     rotate_s: float = Field(600.0, gt=0, description="start a new file after this long [s]")
     flush_s: float = Field(0.5, gt=0, description="records reach the OS at least this often [s]")
+    foxglove: bool = Field(
+        True, description="also write the Foxglove 3D topics (track, car, plan); needs foxglove-sdk"
+    )
 
     @property
     def path(self) -> Path:

@@ -28,7 +28,7 @@ import torch
 from controller.delay import DelayCompensator
 from controller.planners.base import Planner, PlanResult
 from controller.recovery import RecoveryMonitor, SafetyConfig, recovery_action
-from controller.traction import TractionConfig, traction_accel_bounds
+from controller.traction import TractionConfig, traction_accel_bounds, traction_steer_rate_bounds
 from vehicle_models.layout import Action, State
 from vehicle_models.params import BicycleParams
 
@@ -59,12 +59,15 @@ def guard_action(
     """Clamp to the actuator limits and, with ``traction``, to what the tyres transmit
     (``controller.traction``); no steering past the end stops; NaN becomes zero."""
     rate, accel = float(action[Action.STEER_RATE]), float(action[Action.ACCEL])
-    rate = min(max(rate, params.steer_rate_min), params.steer_rate_max) if math.isfinite(rate) else 0.0
-    accel = min(max(accel, params.accel_min), params.accel_max) if math.isfinite(accel) else 0.0
     steer, speed = float(state[State.STEER]), float(state[State.V])
     if traction is not None and traction.enabled and math.isfinite(steer) and math.isfinite(speed):
-        lowest, highest = traction_accel_bounds(speed, steer, params, traction)
+        yaw_rate = float(state[State.YAW_RATE]) if len(state) > State.YAW_RATE else math.nan
+        lowest, highest = traction_accel_bounds(speed, steer, params, traction, yaw_rate)
         accel = min(max(accel, lowest), highest)
+        lowest, highest = traction_steer_rate_bounds(speed, steer, params, traction)
+        rate = min(max(rate, lowest), highest)
+    rate = min(max(rate, params.steer_rate_min), params.steer_rate_max) if math.isfinite(rate) else 0.0
+    accel = min(max(accel, params.accel_min), params.accel_max) if math.isfinite(accel) else 0.0
     if (steer >= params.steer_max and rate > 0) or (steer <= params.steer_min and rate < 0):
         rate = 0.0
     if (speed <= params.speed_min and accel < 0) or (speed >= params.speed_max and accel > 0):

@@ -22,7 +22,8 @@ Norms: squared for all but progress and disagreement, which are linear.
 
 from __future__ import annotations
 
-from typing import NamedTuple, Protocol
+import functools
+from typing import Any, Callable, NamedTuple, Protocol
 
 import numpy as np
 import torch
@@ -32,6 +33,7 @@ from torch import Tensor
 from controller.track import Track, speed_profile
 from vehicle_models.angles import wrap_angle
 from vehicle_models.layout import State
+from vehicle_models.mathops import TORCH
 from vehicle_models.params import BicycleParams
 
 
@@ -80,6 +82,24 @@ class Features(NamedTuple):
     speed_error: Tensor
     room_left: Tensor
     room_right: Tensor
+
+
+def _boundary_residual(ops: Any, f: Features) -> Any:
+    return ops.relu(f.lateral - f.room_left) + ops.relu(-f.lateral - f.room_right)
+
+
+#: The squared state terms, each as its residual of the track features, written once: TrackCost
+#: evaluates them on tensors (``ops`` = mathops.TORCH), and the native kernel runs C generated
+#: from the same functions (controller/native/codegen.py: its term list, weight array and
+#: per-lane residuals). A term's weight is the CostWeights field of its name. Adding a state
+#: term is one entry here and its weight field; iLQR's Gauss-Newton derivatives
+#: (``quadratize``, here and in rollout.c) are still written per term.
+STATE_RESIDUALS: dict[str, Callable[[Any, Features], Any]] = {
+    "lateral": lambda ops, f: f.lateral,
+    "heading": lambda ops, f: f.heading_error,
+    "speed": lambda ops, f: f.speed_error,
+    "boundary": _boundary_residual,
+}
 
 
 class Quadratization(NamedTuple):
@@ -152,17 +172,17 @@ class TrackCost:
         self.effort_w = torch.tensor(w.effort, dtype=dtype, device=device)
         self.rate_w = torch.tensor(w.rate, dtype=dtype, device=device)
         weights = {
-            "lateral": w.lateral,
-            "heading": w.heading,
-            "speed": w.speed,
-            "boundary": w.boundary,
+            **{name: getattr(w, name) for name in STATE_RESIDUALS},
             "effort": max(w.effort),
             "rate": max(w.rate),
             "progress": w.progress,
             "disagreement": w.disagreement,
         }
         self.term_names: tuple[str, ...] = tuple(n for n, weight in weights.items() if weight > 0)
-        self._terms = [getattr(self, f"_term_{name}") for name in self.term_names]
+        self._terms = [
+            functools.partial(self._state_term, name) if name in STATE_RESIDUALS else getattr(self, f"_term_{name}")
+            for name in self.term_names
+        ]
         self.uses_disagreement = "disagreement" in self.term_names
         self.dtype, self.device = dtype, torch.device(device)
         self.width_left_table = torch.tensor(np.array(track.width_left), dtype=dtype, device=device)
@@ -217,19 +237,9 @@ class TrackCost:
         stacked = torch.stack([term(ctx) for term in self._terms])
         return CostEvaluation(stacked.sum(0), stacked)
 
-    def _term_lateral(self, c: "_Rollout") -> Tensor:
-        return self.config.weights.lateral * (c.features.lateral.square() * c.step_w).sum(0)
-
-    def _term_heading(self, c: "_Rollout") -> Tensor:
-        return self.config.weights.heading * (c.features.heading_error.square() * c.step_w).sum(0)
-
-    def _term_speed(self, c: "_Rollout") -> Tensor:
-        return self.config.weights.speed * (c.features.speed_error.square() * c.step_w).sum(0)
-
-    def _term_boundary(self, c: "_Rollout") -> Tensor:
-        f = c.features
-        excess = torch.relu(f.lateral - f.room_left) + torch.relu(-f.lateral - f.room_right)
-        return self.config.weights.boundary * (excess.square() * c.step_w).sum(0)
+    def _state_term(self, name: str, c: "_Rollout") -> Tensor:
+        residual = STATE_RESIDUALS[name](TORCH, c.features)
+        return getattr(self.config.weights, name) * (residual.square() * c.step_w).sum(0)
 
     def _term_effort(self, c: "_Rollout") -> Tensor:
         return ((c.actions / self.action_scale).square() * self.effort_w).sum((0, -1))

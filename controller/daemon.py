@@ -8,7 +8,7 @@ One thread serves the sockets. A wake-up reads a round of at most ``DRAIN_ROUND`
 (ZeroMQ queues each peer's messages apart and reads them in turn, so a round holds every
 waiting car's request however much a flooding peer has queued), then serves the session
 holders' messages first and at most ``PER_CLIENT_DRAIN`` of any one client's messages (older
-ones beyond that get a ``stale`` reply without being decoded). Of several step requests from
+ones beyond that are dropped undecoded and unanswered, counted in ``flood_dropped``). Of several step requests from
 one client only the newest is planned for (the older get ``stale``): a backlog never yields
 old actions. Control requests (ping, reset, stats, reload, bye) are answered in order.
 Model reloads are prepared on a worker thread and swapped in between steps; a model that
@@ -46,16 +46,7 @@ from controller.control_step import StepResult, control_step, step_record
 from controller.core import ControlCore, StepOutcome
 from controller.protocol import ErrorCode, ProtocolError
 from controller.ratelog import RateLimitedLog
-from controller.runtime import (
-    LoadedModel,
-    Runtime,
-    build_planner_for,
-    delay_compensator_for,
-    check_model,
-    load_model,
-    newest_bundle,
-    warm_up,
-)
+from controller.runtime import LoadedModel, Runtime, assemble, newest_bundle
 from controller.security import check_bind_allowed, configure_curve_server
 from controller.sessions import Refused, Session, SessionTable
 from controller.translog import TransitionLog
@@ -63,18 +54,18 @@ from controller.translog import TransitionLog
 log = logging.getLogger("controller.daemon")
 
 DRAIN_ROUND = 64  #: messages read per round before the waiting cars are served
-PER_CLIENT_DRAIN = 8  #: messages of one client decoded per round; older ones are stale
+PER_CLIENT_DRAIN = 8  #: messages of one client decoded per round; older ones are dropped
+FLOOD_ROUND = 8  #: messages read per round while a client floods
+FLOOD_PAUSE_S = 0.002  #: pause between rounds while a client floods: its pipe fills and
+#: ZeroMQ's back-pressure stalls the flooder, where reading at full speed would let it (and
+#: us) take whole cores from the planner; a car's request waits at most this long more.
 POLL_MS = 50
+RECEIVE_QUEUE = 100  #: messages ZeroMQ queues per peer (its default is 1000)
+RECEIVE_BUFFER = 64 << 10  #: kernel receive buffer per connection [bytes]
 LATENCY_WINDOW = 10_000
 MAX_DEFERRED_RECORDS = 25  #: step records held back while requests keep arriving (0.5 s at 50 Hz)
 ADMISSION_WINDOW = 50  #: recent solves whose median decides whether one more car fits
 ADMIN_REQUESTS = ("reload",)  #: refused off the admin endpoint when there is one
-#: The reply to a message dropped undecoded (beyond PER_CLIENT_DRAIN): built once.
-_FLOOD_REPLY = wire.encode(
-    wire.error_reply(ErrorCode.STALE, f"dropped undecoded: more than {PER_CLIENT_DRAIN} messages from this client in one round", None)
-)
-
-
 @dataclass
 class Stats:
     started: float = field(default_factory=time.time)
@@ -140,6 +131,7 @@ class Daemon:
         # Work deferred until no request waits: step log records, then the planner's prepare().
         self._deferred_records: list[tuple[Session, int, wire.Step, StepOutcome, float, float]] = []
         self._prepare_due = False
+        self._flooding = False  #: the last round was a flood: read less, pause between rounds
         self._decode = wire.Decoder(self.config.limits)
         self.context = zmq.Context.instance()
         self.socket = self._router()
@@ -161,6 +153,11 @@ class Daemon:
         # Bodies over the cap get a too_large reply; ZeroMQ drops the connection of a peer
         # whose frame exceeds the hard limit, before it is ever held in memory whole.
         socket.setsockopt(zmq.MAXMSGSIZE, max(16 * self.config.limits.max_message_bytes, 1 << 20))
+        # Small queues per peer: a car has one request in flight, and a flooder whose queue
+        # and kernel buffer fill is stalled by back-pressure instead of running at full speed
+        # into buffers that hold tens of thousands of requests.
+        socket.setsockopt(zmq.RCVHWM, RECEIVE_QUEUE)
+        socket.setsockopt(zmq.RCVBUF, RECEIVE_BUFFER)
         return socket
 
     def _bind_admin(self, endpoint: str) -> zmq.Socket:
@@ -207,6 +204,8 @@ class Daemon:
                     elif len(self._deferred_records) >= MAX_DEFERRED_RECORDS:
                         self._flush_records()  # a client that never pauses: log anyway
                 self._warnings.flush()
+                if self._flooding:
+                    time.sleep(FLOOD_PAUSE_S)
                 ready = dict(poller.poll(POLL_MS))
                 if self.socket in ready:
                     self._serve_round()
@@ -252,8 +251,8 @@ class Daemon:
         """Read one round, serve the session holders first, bound each client's share."""
         rounds: dict[bytes, list[list[bytes]]] = {}
         recv = self.socket.recv_multipart
-        count = 0
-        while count < DRAIN_ROUND and self._readable():
+        count, limit = 0, FLOOD_ROUND if self._flooding else DRAIN_ROUND
+        while count < limit and self._readable():
             try:
                 frames = recv(zmq.NOBLOCK)
             except zmq.Again:
@@ -262,14 +261,18 @@ class Daemon:
             rounds.setdefault(frames[0], []).append(frames)
         received = time.time()
         self.stats.requests += count
-        held = [i for i in rounds if self.sessions.get(i) is not None]
-        stepped = False
+        # Session holders first, the one served longest ago first; then everyone else.
+        held = sorted((i for i in rounds if self.sessions.get(i) is not None), key=lambda i: self.sessions.get(i).last_served)
+        stepped = dropped = False
         for identity in held + [i for i in rounds if self.sessions.get(i) is None]:
             messages = rounds[identity]
             if len(messages) > PER_CLIENT_DRAIN:
                 self._drop_flood(messages[:-PER_CLIENT_DRAIN])
                 messages = messages[-PER_CLIENT_DRAIN:]
+                dropped = True
             stepped |= self._serve_client(messages, received, admin=False)
+        # A flood: one client over its share, or full rounds of nobody's car.
+        self._flooding = dropped or (count == limit and not held)
         if stepped:
             self._prepare_due = True  # after the reply, once nothing is waiting
         if self._prepare_due and not held:
@@ -288,12 +291,10 @@ class Daemon:
             self._serve_client([frames], time.time(), admin=True)
 
     def _drop_flood(self, messages: list[list[bytes]]) -> None:
-        for frames in messages:
-            if len(frames) >= 2:
-                self._send_raw(self.socket, frames[:-1], _FLOOD_REPLY)
+        # Shed the load: no decoding and no reply (a client that sends this many requests
+        # without waiting reads none of them; each reply would cost the I/O thread again).
         self.stats.flood_dropped += len(messages)
-        self.stats.errors[ErrorCode.STALE.value] += len(messages)
-        self._warnings.note("flood", f"{len(messages)} messages from one client answered stale undecoded")
+        self._warnings.note("flood", f"{len(messages)} messages from one client dropped undecoded, unanswered")
 
     def _serve_client(self, messages: list[list[bytes]], received: float, admin: bool) -> bool:
         """One client's messages of this round, in order; True if a step was planned."""
@@ -310,9 +311,12 @@ class Daemon:
             except ProtocolError as e:
                 self._error(socket, envelope, e.code, e.message, e.seq)
                 continue
-            if isinstance(request, wire.Step):
-                if newest is not None:
+            if isinstance(request, wire.Step) and admin:
+                self._error(socket, envelope, ErrorCode.FORBIDDEN, "the admin endpoint drives no car", request.seq)
+            elif isinstance(request, wire.Step):
+                if newest is not None and (newest[1].seq, newest[1].stamp) != (request.seq, request.stamp):
                     self._error(socket, newest[0], ErrorCode.STALE, "superseded by a newer step request", newest[1].seq)
+                # (copies of one step, resent while the daemon was away, get one reply)
                 newest = (envelope, request, started)
             else:
                 self._control(socket, envelope, request, received, admin)
@@ -386,6 +390,7 @@ class Daemon:
             self._error(socket, envelope, ErrorCode.INTERNAL, f"control step failed: {type(e).__name__}", request.seq, session)
             return False
         self._send(socket, envelope, result.reply)
+        session.last_served = time.perf_counter()
         if result.repeated:
             self.stats.repeated_replies += 1
             return False
@@ -420,7 +425,7 @@ class Daemon:
             if outcome.status != "ok":
                 self._warnings.note(f"step {outcome.status}", f"session {session.id}: {outcome.reason}")
             if self.log:
-                self.log.step(step_record(session.id, episode, request, outcome, received, replied, planner, self.model.version))
+                self.log.step(step_record(session.id, episode, request, outcome, received, replied, planner, self.model.version), outcome.plan)
 
     # -- control requests -------------------------------------------------------------------------
     def stats_dict(self, asker: Session | None = None) -> dict[str, Any]:
@@ -526,14 +531,10 @@ class Daemon:
 
     def _prepare_reload(self, path: str | None) -> None:
         try:
-            model = load_model(self.config, path)
-            planner, dynamics = build_planner_for(self.config, model, self.runtime.track)
-            if self._recent_states:
-                check_model(dynamics, np.array(self._recent_states))
-            warm_up(planner, self.runtime.track, min(self.config.cost.target_speed, 5.0))
-            delay = delay_compensator_for(self.config, model)
+            recent = np.array(self._recent_states) if self._recent_states else None
+            built = assemble(self.config, self.runtime.track, path, recent_states=recent)
             with self._reload_lock:
-                self._pending_reload = (model, planner, delay)
+                self._pending_reload = (built.model, built.planner, built.delay)
         except Exception as e:
             self.stats.reload_failures += 1
             log.error("reload failed, keeping model %s: %s", self.model.version, e)

@@ -86,7 +86,7 @@ class DelayCompensator:
 def _scalar_step_of(model: Dynamics):
     """The model's step on Python floats, where the model's equations allow it; else None."""
     from vehicle_models.kinematic import KinematicBicycle, kinematic_step
-    from vehicle_models.true_car import SCALAR
+    from vehicle_models.mathops import SCALAR
 
     if type(model) is not KinematicBicycle:
         return None

@@ -35,6 +35,7 @@ from typing import Any, Literal, NamedTuple
 import msgpack
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
+from controller.translog.schema import STATE_FIELDS  # the one list of field names and order
 from vehicle_models.layout import State
 
 PROTOCOL_VERSION = 1
@@ -98,8 +99,6 @@ class _Message(BaseModel):
     # so that a newer client can add optional fields without breaking older daemons.
     model_config = ConfigDict(frozen=True, strict=True, allow_inf_nan=False, extra="ignore")
 
-
-STATE_FIELDS = ("x", "y", "yaw", "v", "steer", "yaw_rate", "slip")
 
 
 class VehicleStateMsg(_Message):

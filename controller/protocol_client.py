@@ -1,17 +1,23 @@
 """A client of the daemon's wire contract (docs/protocol.md): a DEALER socket and plain dicts.
 
-A request that gets no reply within its timeout closes the socket (linger 0) and opens a
-fresh one: the "lazy pirate" pattern of the ZeroMQ guide. A DEALER never wedges the way a REQ
-does after a lost reply, and a fresh socket picks up a restarted daemon. Replies to
-abandoned requests are told apart by ``seq`` and dropped.
+A request that gets no reply within its timeout raises ``DaemonUnavailable`` and leaves the
+socket as it is: a DEALER never wedges the way a REQ does after a lost reply, ZeroMQ
+reconnects a dropped connection by itself (a restarted daemon is picked up; heartbeats find
+a connection that died silently), and replies to abandoned requests are told apart by
+``seq`` and dropped. The socket is not reopened (the "lazy pirate" of the ZeroMQ guide):
+the daemon serves each car as a session keyed by the socket's identity, and two connections
+with one identity race at the daemon (a request still queued on the old one arrives under a
+temporary identity and would take the car's place). ``reconnect()`` reopens on request.
 
 A step is never resent on a timeout: its state is old by then, and the caller should send a
-fresh one (holding its previous action meanwhile). The daemon serves each car as a session keyed by the socket's identity. The client picks one
-identity at construction and gives it to every socket it opens, so a reconnect keeps the car's
-session (its warm start, and its place when the daemon takes one car only). ``bye()`` ends the
-session; ``close()`` says it for a client that stepped. Control requests (ping, reset, stats,
-reload) may be retried; their ``seq`` numbers come from a range of their own (from 2**40) so
-that they never collide with the caller's step numbers.
+fresh one (holding its previous action meanwhile); a caller that resends it anyway (the
+simulator's lockstep mode) gets the daemon's reply to the first copy. The client picks its
+identity at construction (``identity=``, random by default) and gives it to every socket it
+opens, so even a reopened socket keeps the car's session (its warm start, and its place when
+the daemon takes one car only). ``bye()`` ends the session; ``close()`` says it for a client
+that stepped. Control requests (ping, reset, stats, reload) may be retried; their ``seq``
+numbers come from a range of their own (from 2**40) so that they never collide with the
+caller's step numbers.
 """
 
 from __future__ import annotations
@@ -66,6 +72,10 @@ class ControllerClient:
         socket.setsockopt(zmq.LINGER, 0)
         socket.setsockopt(zmq.MAXMSGSIZE, MAX_REPLY_BYTES)
         socket.setsockopt(zmq.ROUTING_ID, self.identity)
+        # A connection that died without a FIN (a cable, a suspended host) is found and
+        # redialled within a few seconds, as a closed one is at once.
+        socket.setsockopt(zmq.HEARTBEAT_IVL, 1000)
+        socket.setsockopt(zmq.HEARTBEAT_TIMEOUT, 3000)
         if self.curve is not None:
             from controller.security import configure_curve_client
 
@@ -136,14 +146,13 @@ class ControllerClient:
     def request(
         self, message: dict[str, Any], timeout_s: float | None = None, retries: int = 0
     ) -> dict[str, Any]:
-        """Send ``message`` and wait for its reply; reconnect and resend up to ``retries`` times."""
+        """Send ``message`` and wait for its reply; resend up to ``retries`` times."""
         timeout_s = self.timeout_s if timeout_s is None else timeout_s
         for _ in range(retries + 1):
             self.send(message)
             reply = self.receive(message.get("seq"), timeout_s)
             if reply is not None:
                 return reply
-            self.reconnect()
         raise DaemonUnavailable(
             f"no reply from {self.endpoint} within {timeout_s} s ({retries + 1} tries)"
         )
@@ -166,8 +175,7 @@ class ControllerClient:
     ) -> dict[str, Any]:
         """One control step: the action reply, or an error reply (``type`` tells which).
 
-        DaemonUnavailable after ``timeout_s`` without a reply; the socket is reopened and
-        the step is not resent.
+        DaemonUnavailable after ``timeout_s`` without a reply; the step is not resent.
         """
         message: dict[str, Any] = {"type": "step", "seq": seq, "stamp": stamp, "state": state}
         if want_plan:

@@ -21,7 +21,7 @@ from controller.costs import TrackCost
 from controller.delay import DelayCompensator
 from controller.planners.base import Planner
 from controller.planners.registry import build_planner
-from controller.track import Track, load_track
+from controller.track import Track, load_track, start_state
 from vehicle_models.bundle import BundleError, ModelBundle, load_bundle
 from vehicle_models.params import BicycleParams, load_params
 
@@ -38,8 +38,10 @@ class LoadedModel:
 
 
 def newest_bundle(model_dir: str | Path) -> Path | None:
-    """The most recently written bundle directory (one holding manifest.json), if any."""
-    candidates = [p.parent for p in Path(model_dir).glob("*/manifest.json")]
+    """The most recently written bundle directory (one holding manifest.json), if any; a link
+    that leads out of ``model_dir`` is no candidate (the daemon loads only bundles under it)."""
+    root = Path(model_dir).resolve()
+    candidates = [p.parent for p in Path(model_dir).glob("*/manifest.json") if p.resolve().is_relative_to(root)]
     return max(candidates, key=lambda p: (p / "manifest.json").stat().st_mtime, default=None)
 
 
@@ -91,10 +93,16 @@ def build_planner_for(
     return build_planner(config.planner, dynamics, cost, model.params, dtype), dynamics
 
 
+#: Warm-up starts no faster than this [m/s]: a slow start is in every track's envelope.
+WARM_UP_SPEED_CAP = 5.0
+
+
+def warm_up_speed(config: DaemonConfig) -> float:
+    return min(config.cost.target_speed, WARM_UP_SPEED_CAP)
+
+
 def warm_up(planner: Planner, track: Track, speed: float) -> float:
     """Run the planner twice from a start state (compiles on the first call); seconds taken."""
-    from sim.closed_loop import start_state
-
     started = time.perf_counter()
     x = start_state(track, speed)
     result = planner.plan(x)
@@ -138,6 +146,36 @@ def set_realtime_priority(priority: int) -> None:
         ) from e
 
 
+@dataclass
+class Assembly:
+    """A model and everything built for it: what a start installs and a reload swaps in."""
+
+    model: LoadedModel
+    planner: Planner
+    dynamics: object
+    delay: DelayCompensator | None
+
+
+def assemble(
+    config: DaemonConfig,
+    track: Track,
+    path: str | Path | None = None,
+    warm: bool = True,
+    recent_states: np.ndarray | None = None,
+) -> Assembly:
+    """Load the model (``load_model``), build its planner, check it on ``recent_states`` if
+    any, warm the planner up and build the delay compensator. Start-up and every reload run
+    this one path, so a reloaded model is assembled exactly as the first one was."""
+    model = load_model(config, path)
+    planner, dynamics = build_planner_for(config, model, track)
+    if recent_states is not None and len(recent_states):
+        check_model(dynamics, recent_states)
+    if warm:
+        seconds = warm_up(planner, track, warm_up_speed(config))
+        log.info("planner %s ready after %.1f s warm-up", planner.name, seconds)
+    return Assembly(model, planner, dynamics, delay_compensator_for(config, model))
+
+
 def build_runtime(config: DaemonConfig, warm: bool = True) -> Runtime:
     if config.realtime_priority:
         # Before torch and the kernel start their thread pool, so the workers inherit it.
@@ -145,21 +183,16 @@ def build_runtime(config: DaemonConfig, warm: bool = True) -> Runtime:
         log.info("running under SCHED_FIFO priority %d", config.realtime_priority)
     torch.set_num_threads(config.threads)
     track = load_track(config.track)
-    model = load_model(config)
-    planner, dynamics = build_planner_for(config, model, track)
-    if warm:
-        seconds = warm_up(planner, track, min(config.cost.target_speed, 5.0))
-        log.info("planner %s ready after %.1f s warm-up", planner.name, seconds)
-    delay = delay_compensator_for(config, model)
+    built = assemble(config, track, warm=warm)
     core = ControlCore(
-        planner,
-        model.params,
+        built.planner,
+        built.model.params,
         config.control_period,
         config.solve_budget_s,
         config.max_consecutive_fallbacks,
         config.stop_decel,
-        delay,
-        state_dim=getattr(dynamics, "state_dim", 5),
+        built.delay,
+        state_dim=getattr(built.dynamics, "state_dim", 5),
         safety=config.safety,
     )
-    return Runtime(config, track, model, core)
+    return Runtime(config, track, built.model, core)

@@ -33,6 +33,7 @@ class Session:
     last_stamp: float | None = None  #: sender's stamp of the last step that was not refused
     last_received: float | None = None  #: daemon clock at that step's receipt [s]
     steps: int = 0
+    last_served: float = 0.0  #: perf_counter at its last reply (the daemon serves the longest-waiting first)
     last_reply: tuple[int, float, dict[str, Any]] | None = None  #: (seq, stamp, reply) of the last step served
 
     def new_episode(self) -> int:

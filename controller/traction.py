@@ -13,6 +13,16 @@ drive car puts only its rear axle's grip on the road (vehicle 2: about 7 m/s^2 f
 Braking keeps ``min_brake`` even when the lateral demand uses the whole budget: a car too fast
 for its corner must still be able to slow down. mu comes from the vehicle
 (``BicycleParams.mu``), the rest from the daemon config's ``safety.traction`` (docs/config.md).
+The same budget bounds the steering: the steering angle whose kinematic lateral
+acceleration uses the whole budget is
+
+    steer_limit(v) = atan(budget L / v^2)         (capped by the steering stops)
+
+and the guard keeps the steering rate such that the wheel reaches at most that angle within
+``steer_lookahead`` seconds, rate in [(-steer_limit - steer) / T, (steer_limit - steer) / T],
+which turns the wheel back when it is already beyond. At 10 m/s the limit is 0.21 rad (a 12 m
+radius); at 25 m/s 0.034 rad: a kinematic planner weaving on a straight at that speed asks
+for 0.1 rad, three times what the tyres hold, and spins the car.
 Pure functions on floats: the guard runs once per control step.
 """
 
@@ -42,6 +52,9 @@ class TractionConfig(BaseModel):
     min_brake: float = Field(
         2.0, ge=0, description="braking always allowed, whatever the lateral demand [m/s^2]"
     )
+    steer_lookahead: float = Field(
+        0.1, gt=0, description="the steering may reach its traction limit this soon [s]"
+    )
 
 
 def lateral_accel(speed: float, steer: float, params: BicycleParams) -> float:
@@ -50,13 +63,41 @@ def lateral_accel(speed: float, steer: float, params: BicycleParams) -> float:
 
 
 def traction_accel_bounds(
-    speed: float, steer: float, params: BicycleParams, config: TractionConfig
+    speed: float,
+    steer: float,
+    params: BicycleParams,
+    config: TractionConfig,
+    yaw_rate: float = math.nan,
 ) -> tuple[float, float]:
-    """(lowest, highest) longitudinal acceleration [m/s^2] the tyres allow now; see above."""
+    """(lowest, highest) longitudinal acceleration [m/s^2] the tyres allow now; see above.
+
+    With a measured ``yaw_rate`` the lateral demand is the larger of the steering's and the
+    one the car shows, |v yaw_rate|: a car already turning more than its wheels say (an
+    oversteering car under braking) has less left for the brakes than the kinematic bicycle
+    believes."""
     budget = config.margin * params.mu * GRAVITY
-    lateral = lateral_accel(speed, steer, params)
+    lateral = abs(lateral_accel(speed, steer, params))
+    if math.isfinite(yaw_rate):
+        lateral = max(lateral, abs(speed * yaw_rate))
     longitudinal = math.sqrt(max(budget * budget - lateral * lateral, 0.0))
     drive = min(longitudinal, config.drive_max, params.accel_max)
     if params.v_switch is not None and speed > params.v_switch:
         drive = min(drive, params.accel_max * params.v_switch / speed)
     return -max(longitudinal, config.min_brake), drive
+
+
+def steer_limit(speed: float, params: BicycleParams, config: TractionConfig) -> float:
+    """Largest |steer| [rad] whose kinematic lateral acceleration fits the budget."""
+    budget = config.margin * params.mu * GRAVITY
+    if speed * speed <= 1e-9:
+        return max(params.steer_max, -params.steer_min)
+    return min(math.atan(budget * params.wheelbase / (speed * speed)), max(params.steer_max, -params.steer_min))
+
+
+def traction_steer_rate_bounds(
+    speed: float, steer: float, params: BicycleParams, config: TractionConfig
+) -> tuple[float, float]:
+    """(lowest, highest) steering rate [rad/s] that keeps |steer| within ``steer_limit``
+    ``steer_lookahead`` seconds from now (negative highest: turn back, already beyond)."""
+    limit = steer_limit(speed, params, config)
+    return (-limit - steer) / config.steer_lookahead, (limit - steer) / config.steer_lookahead

@@ -7,7 +7,8 @@
 it answers, showing its start-up lines (loading the track: seconds for a real track's
 projection grid; building the planner: the first run compiles the native kernel, about 2 s,
 cached; without a C compiler the planners run on torch, and the line says so). It then drives
-the true car (dynamic single-track model with actuator lag) around the track, prints progress
+the true car (``--car``: std, CommonRoad's drift model with tyre limits, the default; st, the
+single-track model; both with actuator lag) around the track, prints progress
 and the summary, writes ``summary.json`` and the daemon's transition log under ``--out``, and
 stops the daemon with SIGTERM.
 

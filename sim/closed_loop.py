@@ -29,7 +29,7 @@ from torch import Tensor
 from controller.config import DaemonConfig
 from controller.core import FALLBACK, OK, STOP, ControlCore
 from controller.planners.base import Planner
-from controller.track import Track
+from controller.track import Track, start_state  # noqa: F401  (start_state: re-exported)
 from vehicle_models.layout import DYNAMIC_STATE_DIM, State
 from vehicle_models.params import BicycleParams
 
@@ -120,16 +120,6 @@ class DriveLog:
             "stops": int(np.count_nonzero(self.status == STATUS_CODES[STOP])),
             "deadline_misses": self.deadline_misses,
         }
-
-
-def start_state(track: Track, speed: float, s: float = 0.0, state_dim: int = 5) -> Tensor:
-    """On the centre line at arc length ``s``, heading along the track, at ``speed``."""
-    i = int(np.searchsorted(track.s, s % track.length, side="right") - 1)
-    x = torch.zeros(state_dim, dtype=torch.float64)
-    x[State.X], x[State.Y] = float(track.points[i, 0]), float(track.points[i, 1])
-    x[State.YAW] = float(track.heading[i])
-    x[State.V] = speed
-    return x
 
 
 def make_core(

@@ -1,7 +1,7 @@
 """The simulator's side of the wire: ``controller.protocol_client`` plus the episode's ``Reply``.
 
-A step that gets no reply in time reconnects (the client's lazy-pirate pattern) and is
-reported as status "timeout"; the episode decides what that means (lockstep: resend;
+A step that gets no reply in time is reported as status "timeout" (the client keeps its one
+connection, which ZeroMQ redials); the episode decides what that means (lockstep: resend;
 real time: hold the previous action).
 """
 

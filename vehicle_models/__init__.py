@@ -13,19 +13,29 @@ Every model is a ``Dynamics``: ``step(state, action)`` over any leading batch sh
 (MPPI passes (K, nx), iLQR (H, nx) or (nx,)), pure, float32 or float64 as given.
 """
 
+from vehicle_models.bundle import BundleError, ModelBundle, load_bundle, save_bundle
 from vehicle_models.dynamics import Dynamics, linearize_autodiff, rollout
 from vehicle_models.kinematic import KinematicBicycle
 from vehicle_models.layout import ACTION_DIM, Action, State
 from vehicle_models.params import BicycleParams, load_params
+from vehicle_models.residual import ResidualConfig, ResidualEnsemble
+from vehicle_models.semi_parametric import SemiParametricModel
 
 __all__ = [
     "ACTION_DIM",
     "Action",
     "BicycleParams",
+    "BundleError",
     "Dynamics",
     "KinematicBicycle",
+    "ModelBundle",
+    "ResidualConfig",
+    "ResidualEnsemble",
+    "SemiParametricModel",
     "State",
     "linearize_autodiff",
+    "load_bundle",
     "load_params",
     "rollout",
+    "save_bundle",
 ]

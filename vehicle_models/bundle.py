@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -209,6 +210,8 @@ def load_bundle(path: str | Path) -> ModelBundle:
         try:
             state = torch.load(weights, map_location="cpu", weights_only=True)
             residual.load_state_dict(state)
+        except pickle.UnpicklingError as exc:
+            raise BundleError(_refused_objects(weights, exc)) from None
         except (RuntimeError, ValueError, KeyError, EOFError) as exc:
             raise BundleError(f"{weights}: weights do not match the manifest: {exc}") from None
         for name, tensor in residual.state_dict().items():
@@ -226,3 +229,12 @@ def load_bundle(path: str | Path) -> ModelBundle:
         notes=manifest.notes,
         path=path,
     )
+
+
+def _refused_objects(weights: Path, error: Exception) -> str:
+    """The refusal of a weight file holding more than tensors: the file, and torch's reason
+    without its advice to load with ``weights_only=False`` (which would run the file's code)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    reason = next((line for line in lines if "GLOBAL" in line or "Unsupported" in line), lines[-1] if lines else "")
+    return (f"{weights}: refused: the weight file holds Python objects, not only tensors, and a bundle is "
+            f"never unpickled ({reason.rstrip('.')})")

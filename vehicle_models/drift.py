@@ -171,12 +171,21 @@ def load_drift_params(name_or_path: str | Path, **overrides: Any) -> DriftParams
     """The ``drift:`` section of a named vehicle or YAML file, with fields overridden.
 
     ``tyre`` in the file or in ``overrides`` is a mapping of coefficients; those it leaves out
-    keep CommonRoad's values.
+    keep CommonRoad's values. ``mu`` sets the peak lateral friction (p_dy1) and scales the
+    longitudinal peak (p_dx1) by the same factor: a wet or worn road, tyre shapes unchanged.
     """
     data = read_vehicle_section(name_or_path, "drift")
     if not data:
         raise ValueError(f"{name_or_path}: no 'drift:' section")
-    return DriftParams(**(data | overrides))
+    mu = overrides.pop("mu", None)
+    params = DriftParams(**(data | overrides))
+    if mu is None:
+        return params
+    if not mu > 0:
+        raise ValueError(f"mu must be positive, got {mu}")
+    scale = mu / params.tyre.p_dy1
+    tyre = params.tyre.model_copy(update={"p_dy1": mu, "p_dx1": params.tyre.p_dx1 * scale})
+    return params.model_copy(update={"tyre": tyre})
 
 
 def _magic_angle(ops: Any, b: Any, c: float, e: float, x: Any) -> Any:

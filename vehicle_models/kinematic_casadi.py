@@ -5,7 +5,6 @@ Built from the same equation source as the torch model (``vehicle_models.kinemat
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 from typing import Any
 
 import casadi as ca
@@ -27,17 +26,6 @@ def step_function(params: BicycleParams, dt: float, integrator: Integrator = "ex
     x = ca.SX.sym("x", KINEMATIC_STATE_DIM)
     u = ca.SX.sym("u", ACTION_DIM)
     return ca.Function("kinematic_step", [x, u], [step_expression(params, x, u, dt, integrator)])
-
-
-def symbolic_params(params: BicycleParams, free: tuple[str, ...]) -> tuple[SimpleNamespace, ca.SX]:
-    """A params namespace where the fields named in ``free`` are CasADi symbols (for fitting)."""
-    theta = ca.SX.sym("theta", len(free))
-    values = params.model_dump()
-    for i, name in enumerate(free):
-        if name not in values:
-            raise ValueError(f"unknown kinematic parameter {name!r}")
-        values[name] = theta[i]
-    return SimpleNamespace(**values), theta
 
 
 class BatchedJacobian:

@@ -30,13 +30,3 @@ class Action(IntEnum):
 KINEMATIC_STATE_DIM = 5
 DYNAMIC_STATE_DIM = 7
 ACTION_DIM = len(Action)
-
-KINEMATIC_FIELDS: tuple[State, ...] = tuple(State)[:KINEMATIC_STATE_DIM]
-
-
-def field_names(dim: int) -> list[str]:
-    """Lower-case state field names for a state of ``dim`` entries (log and wire names)."""
-    return [s.name.lower() for s in tuple(State)[:dim]]
-
-
-ACTION_NAMES: list[str] = [a.name.lower() for a in Action]

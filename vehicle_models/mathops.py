@@ -2,7 +2,7 @@
 
 A model's equations take an ``ops`` object and use only what it offers; ``TORCH`` evaluates
 them on batched tensors (fields on the last axis), ``CASADI`` builds symbolic expressions
-(fields as entries of a column vector). The CasADi twin of a model is therefore the same
+(fields as entries of a column vector), ``SCALAR`` runs them on Python floats for one state. The CasADi twin of a model is therefore the same
 source, not a transcription.
 """
 
@@ -12,6 +12,7 @@ import math
 from typing import Any, Sequence
 
 import casadi as ca
+import numpy as np
 import torch
 
 
@@ -29,6 +30,10 @@ class TorchOps:
     @staticmethod
     def clip(x: Any, lo: Any, hi: Any) -> Any:
         return torch.clamp(x, lo, hi)
+
+    @staticmethod
+    def relu(x: Any) -> Any:
+        return torch.relu(x)
 
     @staticmethod
     def where(cond: Any, a: Any, b: Any) -> Any:
@@ -76,6 +81,10 @@ class CasadiOps:
         return ca.fmin(ca.fmax(x, lo), hi)
 
     @staticmethod
+    def relu(x: Any) -> Any:
+        return ca.fmax(x, 0.0)
+
+    @staticmethod
     def where(cond: Any, a: Any, b: Any) -> Any:
         return ca.if_else(cond, a, b)
 
@@ -121,6 +130,62 @@ class TorchFieldOps(TorchOps):
         return tuple(items)
 
 
+class ScalarOps:
+    """Math adapter on Python floats for a single state (numpy arrays in and out).
+
+    Same interface as ``mathops.TorchOps``; ``where`` picks one branch value.
+    """
+
+    sin = staticmethod(math.sin)
+    cos = staticmethod(math.cos)
+    tan = staticmethod(math.tan)
+    atan = staticmethod(math.atan)
+    atan2 = staticmethod(math.atan2)
+    sqrt = staticmethod(math.sqrt)
+    exp = staticmethod(math.exp)
+    abs = staticmethod(abs)
+    tanh = staticmethod(math.tanh)
+
+    @staticmethod
+    def clip(x: float, lo: float, hi: float) -> float:
+        return min(max(x, lo), hi)
+
+    @staticmethod
+    def relu(x: float) -> float:
+        return max(x, 0.0)
+
+    @staticmethod
+    def where(cond: bool, a: float, b: float) -> float:
+        return a if cond else b
+
+    @staticmethod
+    def both(a: bool, b: bool) -> bool:
+        return a and b
+
+    @staticmethod
+    def either(a: bool, b: bool) -> bool:
+        return a or b
+
+    @staticmethod
+    def sinc(z: float) -> float:
+        return 1.0 - z * z / 6.0 if abs(z) < 1e-4 else math.sin(z) / z
+
+    @staticmethod
+    def field(x: Any, i: int) -> float:
+        return float(x[i])
+
+    @staticmethod
+    def stack(items: Sequence[float]) -> np.ndarray:
+        return np.array(items, dtype=np.float64)
+
+    @staticmethod
+    def zeros_like(x: Any) -> Any:
+        return 0.0 * x
+
+
+
+
 TORCH = TorchOps()
 TORCH_FIELDS = TorchFieldOps()
 CASADI = CasadiOps()
+SCALAR = ScalarOps()

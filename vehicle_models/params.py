@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-CONFIG_ROOT = Path(__file__).resolve().parent.parent / "configs"
+CONFIG_ROOT = Path(str(resources.files("configs")))  # package data: a checkout and a wheel alike
 VEHICLE_DIR = CONFIG_ROOT / "vehicles"
 
 

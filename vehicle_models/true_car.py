@@ -23,7 +23,6 @@ on a 7-element state); ``advance`` with ``TORCH`` runs the same arithmetic on te
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -44,6 +43,7 @@ from vehicle_models.drift import (
 )
 from vehicle_models.angles import wrap_angle
 from vehicle_models.layout import ACTION_DIM, DYNAMIC_STATE_DIM, KINEMATIC_STATE_DIM, Action, State
+from vehicle_models.mathops import SCALAR, ScalarOps  # noqa: F401  (ScalarOps: re-exported)
 from vehicle_models.single_track import (
     KINEMATIC_BELOW_MPS,
     SingleTrackParams,
@@ -58,56 +58,6 @@ STABLE_SUBSTEP_PER_SPEED = 0.005
 TIME_TOLERANCE = 1e-9  #: [s] events closer than this coincide (periods are summed in floats)
 
 
-class ScalarOps:
-    """Math adapter on Python floats for a single state (numpy arrays in and out).
-
-    Same interface as ``mathops.TorchOps``; ``where`` picks one branch value.
-    """
-
-    sin = staticmethod(math.sin)
-    cos = staticmethod(math.cos)
-    tan = staticmethod(math.tan)
-    atan = staticmethod(math.atan)
-    atan2 = staticmethod(math.atan2)
-    sqrt = staticmethod(math.sqrt)
-    exp = staticmethod(math.exp)
-    abs = staticmethod(abs)
-    tanh = staticmethod(math.tanh)
-
-    @staticmethod
-    def clip(x: float, lo: float, hi: float) -> float:
-        return min(max(x, lo), hi)
-
-    @staticmethod
-    def where(cond: bool, a: float, b: float) -> float:
-        return a if cond else b
-
-    @staticmethod
-    def both(a: bool, b: bool) -> bool:
-        return a and b
-
-    @staticmethod
-    def either(a: bool, b: bool) -> bool:
-        return a or b
-
-    @staticmethod
-    def sinc(z: float) -> float:
-        return 1.0 - z * z / 6.0 if abs(z) < 1e-4 else math.sin(z) / z
-
-    @staticmethod
-    def field(x: Any, i: int) -> float:
-        return float(x[i])
-
-    @staticmethod
-    def stack(items: Sequence[float]) -> np.ndarray:
-        return np.array(items, dtype=np.float64)
-
-    @staticmethod
-    def zeros_like(x: Any) -> Any:
-        return 0.0 * x
-
-
-SCALAR = ScalarOps()
 
 
 class InputTimes(BaseModel):
@@ -182,8 +132,8 @@ def load_true_car_config(
     """
     if car not in CARS:
         raise ValueError(f"unknown car {car!r}; cars: {', '.join(CARS)}")
-    vehicle_fields = (SingleTrackParams if car == "st" else DriftParams).model_fields
-    unknown = set(overrides) - set(ActuatorConfig.model_fields) - set(vehicle_fields)
+    vehicle_fields = set((SingleTrackParams if car == "st" else DriftParams).model_fields) | {"mu"}
+    unknown = set(overrides) - set(ActuatorConfig.model_fields) - vehicle_fields
     if unknown:
         raise ValueError(f"unknown true-car parameter(s) of {car}: {', '.join(sorted(unknown))}")
     actuator_overrides = {k: v for k, v in overrides.items() if k in ActuatorConfig.model_fields}

@@ -92,26 +92,37 @@ def _build_key(cc: str, source: bytes, flags: tuple[str, ...]) -> str:
 
 
 def build(march: str | None = None, force: bool = False) -> Path:
-    """Path of the kernel's shared object for ``-march=march``, compiling it if not cached."""
+    """Path of the kernel's shared object for ``-march=march``, compiling it if not cached.
+
+    The C is ``rollout.c`` plus the headers ``codegen`` generates from the Python definitions
+    (the model's equations, the state cost terms); all are part of the cache key."""
     march = march or default_march()
     cc = _compiler()
     source = source_text()
+    try:
+        from controller.native.codegen import HEADER_NAME, TERMS_HEADER_NAME, generated_header, terms_header
+
+        headers = {HEADER_NAME: generated_header().encode(), TERMS_HEADER_NAME: terms_header().encode()}
+    except Exception as e:  # noqa: BLE001  (any failure to generate means no kernel, not a crash)
+        raise NativeUnavailable(f"generating the kernel's equations failed: {e}") from e
     flags = (*COMPILE_FLAGS, f"-march={march}")
-    target = cache_dir() / "native" / f"rollout-{march}-{_build_key(cc, source, flags)}.so"
+    key = _build_key(cc, source + b"".join(headers.values()), flags)
+    target = cache_dir() / "native" / f"rollout-{march}-{key}.so"
     if target.exists() and not force:
         return target
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
+        work = Path(tempfile.mkdtemp(dir=target.parent))
     except OSError as e:
         raise NativeUnavailable(f"cannot write the kernel cache {target.parent}: {e}") from e
-    os.close(fd)
-    obj, src = tmp[:-3] + ".o", tmp[:-3] + ".c"
+    src, obj, lib = work / SOURCE_NAME, work / "rollout.o", work / "rollout.so"
     try:
-        Path(src).write_bytes(source)
+        src.write_bytes(source)
+        for name, text in headers.items():
+            (work / name).write_bytes(text)
         for command in (
-            [cc, *flags, "-c", src, "-o", obj],
-            [cc, *LINK_FLAGS, obj, "-o", tmp, "-lm"],
+            [cc, *flags, "-c", str(src), "-o", str(obj)],
+            [cc, *LINK_FLAGS, str(obj), "-o", str(lib), "-lm"],
         ):
             try:
                 result = subprocess.run(command, capture_output=True, text=True, timeout=300)
@@ -119,11 +130,9 @@ def build(march: str | None = None, force: bool = False) -> Path:
                 raise NativeUnavailable(f"running {command[0]!r} failed: {e}") from e
             if result.returncode != 0:
                 raise NativeUnavailable(f"building {SOURCE_NAME} failed:\n{result.stderr.strip()}")
-        os.replace(tmp, target)
+        os.replace(lib, target)
     finally:
-        for leftover in (tmp, obj, src):
-            if os.path.exists(leftover):
-                os.unlink(leftover)
+        shutil.rmtree(work, ignore_errors=True)
     return target
 
 

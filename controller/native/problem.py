@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from controller.costs import TrackCost
+from controller.native.codegen import MAX_VEHICLE_PARAMS, STATE_TERMS, VEHICLE_PARAMS
 from vehicle_models.kinematic import KinematicBicycle
 from vehicle_models.semi_parametric import SemiParametricModel
 
@@ -30,8 +31,9 @@ NX, NU = 5, 2
 COLUMN_BLOCK = 8
 #: Samples per block of the kernel's blocked layouts (LANES in rollout.c).
 LANES = 16
-#: Order of the kernel's term kinds (enum in rollout.c) by TrackCost term name.
-TERM_KINDS = ("lateral", "heading", "speed", "boundary", "effort", "rate", "progress", "disagreement")
+#: Order of the kernel's term kinds by TrackCost term name: the generated state terms
+#: (codegen.STATE_TERMS, from costs.STATE_RESIDUALS), then the enum that follows them in rollout.c.
+TERM_KINDS = (*STATE_TERMS, "effort", "rate", "progress", "disagreement")
 ACTIVATIONS = {"silu": 0, "relu": 1, "tanh": 2}
 _LEN_COLUMN = 5  #: segment length in the lookup table; the kernel takes its inverse
 
@@ -43,9 +45,7 @@ _ip = ctypes.POINTER(ctypes.c_int32)
 
 class Problem(ctypes.Structure):
     _fields_ = [
-        ("dt", _f), ("wheelbase", _f), ("ref_ratio", _f), ("steer_gain", _f), ("steer_offset", _f),
-        ("steer_min", _f), ("steer_max", _f), ("speed_min", _f), ("speed_max", _f),
-        ("steer_rate_min", _f), ("steer_rate_max", _f), ("accel_min", _f), ("accel_max", _f),
+        ("dt", _f), ("vehicle", _f * MAX_VEHICLE_PARAMS),
         ("low", _f * NU), ("high", _f * NU),
         ("num_layers", _i), ("members", _i), ("activation", _i),
         ("widths", _i * (MAX_LAYERS + 1)), ("num_outputs", _i),
@@ -60,8 +60,7 @@ class Problem(ctypes.Structure):
         ("inv_spacing", _f),
         ("branch_penalty", _f),
         ("term_slot", _i * len(TERM_KINDS)), ("num_terms", _i),
-        ("w_lateral", _f), ("w_heading", _f), ("w_speed", _f), ("w_boundary", _f),
-        ("w_progress", _f), ("w_disagreement", _f),
+        ("state_w", _f * len(STATE_TERMS)), ("w_progress", _f), ("w_disagreement", _f),
         ("effort_w", _f * NU), ("rate_w", _f * NU), ("inv_action_scale", _f * NU),
         ("half_width", _f), ("terminal_weight", _f),
         ("num_threads", _i),
@@ -87,30 +86,81 @@ def declare(lib: ctypes.CDLL) -> None:
     lib.vmpc_quadratize.restype = ctypes.c_int
     lib.vmpc_residual.argtypes = [P, ctypes.c_int] + [ctypes.c_void_p] * 3
     lib.vmpc_residual.restype = ctypes.c_int
+    lib.vmpc_num_fields.restype = ctypes.c_int
+    lib.vmpc_field.argtypes = [ctypes.c_int, ctypes.POINTER(ctypes.c_char_p)] + [ctypes.POINTER(_i)] * 2 + [
+        ctypes.POINTER(ctypes.c_char)
+    ]
+    lib.vmpc_field.restype = ctypes.c_int
+    from controller.native.build import NativeUnavailable
+
     if lib.vmpc_lanes() != LANES:
-        from controller.native.build import NativeUnavailable
-
         raise NativeUnavailable(f"kernel blocks {lib.vmpc_lanes()} samples, Python {LANES}")
-    if lib.vmpc_problem_size() != ctypes.sizeof(Problem):
-        from controller.native.build import NativeUnavailable
+    mismatch = layout_mismatch(kernel_layout(lib), python_layout(Problem))
+    if mismatch:
+        raise NativeUnavailable(f"the kernel's Problem struct differs from problem.py's: {mismatch}")
 
-        raise NativeUnavailable(
-            f"kernel struct is {lib.vmpc_problem_size()} bytes, Python's {ctypes.sizeof(Problem)}"
-        )
+
+#: One struct field: name, byte offset, byte size, element kind ("f" float, "i" int32, "p" pointer).
+FieldLayout = tuple[str, int, int, str]
+
+
+def kernel_layout(lib: ctypes.CDLL) -> list[FieldLayout]:
+    """The C struct's fields as the kernel describes them (``vmpc_field``: offsetof, sizeof)."""
+    name, offset, size, kind = ctypes.c_char_p(), _i(), _i(), ctypes.c_char()
+    fields = []
+    for i in range(lib.vmpc_num_fields()):
+        lib.vmpc_field(i, ctypes.byref(name), ctypes.byref(offset), ctypes.byref(size), ctypes.byref(kind))
+        fields.append((name.value.decode(), offset.value, size.value, kind.value.decode()))
+    fields.append(("<sizeof>", 0, lib.vmpc_problem_size(), ""))
+    return fields
+
+
+def _kind(ctype: Any) -> str:
+    element = getattr(ctype, "_type_", ctype) if issubclass(ctype, ctypes.Array) else ctype
+    if issubclass(element, ctypes._Pointer):
+        return "p"
+    return {ctypes.c_float: "f", ctypes.c_int32: "i"}.get(element, "?")
+
+
+def python_layout(struct: type[ctypes.Structure]) -> list[FieldLayout]:
+    """The ctypes mirror's fields, in the form of ``kernel_layout``."""
+    fields = [
+        (name, getattr(struct, name).offset, getattr(struct, name).size, _kind(ctype))
+        for name, ctype in struct._fields_
+    ]
+    fields.append(("<sizeof>", 0, ctypes.sizeof(struct), ""))
+    return fields
+
+
+def layout_mismatch(kernel: list[FieldLayout], python: list[FieldLayout]) -> str | None:
+    """The first difference between two layouts (name, offset, size, kind), or None."""
+    for k, p in zip(kernel, python):
+        if k != p:
+            return f"kernel field {k} against Python's {p}"
+    if len(kernel) != len(python):
+        return f"the kernel lists {len(kernel) - 1} fields, Python {len(python) - 1}"
+    return None
 
 
 def supports(model: Any, cost: Any) -> str | None:
-    """None if the kernel can run ``model`` with ``cost``, else the reason it cannot."""
-    nominal = model.nominal if isinstance(model, SemiParametricModel) else model
-    if not isinstance(nominal, KinematicBicycle):
+    """None if the kernel can run ``model`` with ``cost``, else the reason it cannot.
+
+    Exact types, not isinstance: a subclass may change an equation the kernel does not know.
+    Every cost term must be one the kernel computes; one it lacks would drop out of the total.
+    """
+    nominal = model.nominal if type(model) is SemiParametricModel else model
+    if type(nominal) is not KinematicBicycle:
         return f"model {type(model).__name__} is not the kinematic or semi-parametric model"
     if nominal.integrator != "exact":
         return f"kinematic integrator {nominal.integrator!r} (the kernel has the exact scheme)"
-    if not isinstance(cost, TrackCost):
+    if type(cost) is not TrackCost:
         return f"cost {type(cost).__name__} is not a TrackCost"
+    unknown = [name for name in cost.term_names if name not in TERM_KINDS]
+    if unknown:
+        return f"cost terms {unknown} (the kernel computes {list(TERM_KINDS)})"
     if cost.dtype != torch.float32 or cost.device.type != "cpu":
         return "cost tables are not float32 on the CPU"
-    if isinstance(model, SemiParametricModel):
+    if type(model) is SemiParametricModel:
         fw = model.fused
         if len(fw.weights) > MAX_LAYERS:
             return f"residual has {len(fw.weights)} layers (kernel: at most {MAX_LAYERS})"
@@ -122,6 +172,8 @@ def supports(model: Any, cost: Any) -> str | None:
             return "too many residual inputs or outputs"
         if model.residual.config.activation not in ACTIVATIONS:
             return f"activation {model.residual.config.activation!r}"
+        if any(int(f) >= NX for f in (*model.input_fields, *model.output_fields)):
+            return "residual reads or corrects a state field the kinematic kernel does not have"
     return None
 
 
@@ -151,7 +203,9 @@ def native_problem_for(
             reason = str(e)
     if backend == "native":
         raise ValueError(f"{planner} backend 'native' cannot run here: {reason}")
-    log.info("%s on the torch backend: the native kernel cannot run here (%s)", planner, reason)
+    # A warning: with no logging configured (a library user, the benchmark) it still reaches
+    # stderr, and the demo echoes it from daemon.log to its console.
+    log.warning("%s on the torch backend: the native kernel cannot run here (%s)", planner, reason)
     return None
 
 
@@ -178,8 +232,23 @@ def _f32(t: Tensor) -> Tensor:
     return t.detach().to(device="cpu", dtype=torch.float32).contiguous()
 
 
-def _ptr(t: Tensor | None) -> int | None:
-    return None if t is None else t.data_ptr()
+def _arg(name: str, t: Tensor | None, *shape: int, optional: bool = False) -> int | None:
+    """The address of ``t`` for the kernel, after checking it is what the kernel reads or
+    writes there: a float32, C-contiguous CPU tensor of exactly ``shape``. A float64 or
+    strided tensor would otherwise be read as garbage, and a short one overrun."""
+    if t is None:
+        if optional:
+            return None
+        raise ValueError(f"native kernel: {name} is required")
+    if not isinstance(t, Tensor):
+        raise TypeError(f"native kernel: {name} must be a torch tensor, not {type(t).__name__}")
+    if t.dtype != torch.float32 or t.device.type != "cpu":
+        raise ValueError(f"native kernel: {name} must be float32 on the CPU, got {t.dtype} on {t.device}")
+    if not t.is_contiguous():
+        raise ValueError(f"native kernel: {name} must be contiguous")
+    if tuple(t.shape) != shape:
+        raise ValueError(f"native kernel: {name} has shape {tuple(t.shape)}, expected {shape}")
+    return t.data_ptr()
 
 
 class NativeProblem:
@@ -193,6 +262,7 @@ class NativeProblem:
 
         self.lib = load()
         self.term_names = cost.term_names
+        self.num_terms = len(cost.term_names)
         p = Problem()
         self._keep: list[Tensor] = []
         self._fill_model(p, model)
@@ -209,16 +279,12 @@ class NativeProblem:
         return t
 
     def _fill_model(self, p: Problem, model: Any) -> None:
-        nominal = model.nominal if isinstance(model, SemiParametricModel) else model
-        k = nominal.params
+        nominal = model.nominal if type(model) is SemiParametricModel else model
         p.dt = nominal.dt
-        p.wheelbase, p.ref_ratio = k.wheelbase, k.ref_to_rear / k.wheelbase
-        p.steer_gain, p.steer_offset = k.steer_gain, k.steer_offset
-        p.steer_min, p.steer_max, p.speed_min, p.speed_max = k.steer_min, k.steer_max, k.speed_min, k.speed_max
-        p.steer_rate_min, p.steer_rate_max = k.steer_rate_min, k.steer_rate_max
-        p.accel_min, p.accel_max = k.accel_min, k.accel_max
+        # The order the generated equations read them in (codegen.VEHICLE_PARAMS).
+        p.vehicle[: len(VEHICLE_PARAMS)] = [float(getattr(nominal.params, name)) for name in VEHICLE_PARAMS]
         p.num_layers = 0
-        if not isinstance(model, SemiParametricModel):
+        if type(model) is not SemiParametricModel:
             return
         fw = model.fused
         n_out = len(model.output_fields)
@@ -267,8 +333,8 @@ class NativeProblem:
         p.term_slot[:] = [slots.get(name, -1) for name in TERM_KINDS]
         p.num_terms = len(cost.term_names)
         w = cost.config.weights
-        p.w_lateral, p.w_heading, p.w_speed = w.lateral, w.heading, w.speed
-        p.w_boundary, p.w_progress, p.w_disagreement = w.boundary, w.progress, w.disagreement
+        p.state_w[:] = [float(getattr(w, name)) for name in STATE_TERMS]
+        p.w_progress, p.w_disagreement = w.progress, w.disagreement
         p.effort_w[:] = list(w.effort)
         p.rate_w[:] = list(w.rate)
         p.inv_action_scale[:] = (1.0 / cost.action_scale.double()).tolist()
@@ -292,10 +358,13 @@ class NativeProblem:
         ``perturb`` and ``samples`` are blocked (``to_blocked``); states (H + 1, K, nx),
         costs (K,), terms (n_terms, K).
         """
-        H, K = base.shape[0], num_samples
+        H, K, B, T = base.shape[0], num_samples, num_blocks(num_samples), self.num_terms
         rc = self.lib.vmpc_rollout(
-            self._ref, H, K, _ptr(x0), _ptr(base), _ptr(perturb), _ptr(last_action),
-            _ptr(samples), _ptr(states), _ptr(costs), _ptr(terms),
+            self._ref, H, K, _arg("x0", x0, NX), _arg("base", base, H, NU),
+            _arg("perturb", perturb, B, H, NU, LANES, optional=True), _arg("last_action", last_action, NU),
+            _arg("samples", samples, B, H, NU, LANES, optional=True),
+            _arg("states", states, H + 1, K, NX, optional=True), _arg("costs", costs, K),
+            _arg("terms", terms, T, K, optional=True),
         )
         if rc != 0:
             raise ValueError(f"native rollout refused H={H}, K={K}")
@@ -319,11 +388,13 @@ class NativeProblem:
 
         ``noise`` and ``samples`` blocked (B, H, nu, LANES); ``costs`` (B * LANES,).
         """
-        H, K = noise.shape[1], num_samples
+        H, K, B = noise.shape[1], num_samples, num_blocks(num_samples)
         rc = self.lib.vmpc_mppi_iteration(
-            self._ref, H, K, _ptr(x0), _ptr(nominal), _ptr(noise), _ptr(last_action),
-            float(temperature), _ptr(samples), _ptr(costs), _ptr(plan), _ptr(plan_states),
-            _ptr(plan_terms), _ptr(stats),
+            self._ref, H, K, _arg("x0", x0, NX), _arg("nominal", nominal, H, NU),
+            _arg("noise", noise, B, H, NU, LANES), _arg("last_action", last_action, NU),
+            float(temperature), _arg("samples", samples, B, H, NU, LANES), _arg("costs", costs, B * LANES),
+            _arg("plan", plan, H, NU), _arg("plan_states", plan_states, H + 1, NX),
+            _arg("plan_terms", plan_terms, self.num_terms), _arg("stats", stats, 3),
         )
         if rc < 0:
             raise ValueError(f"native MPPI iteration refused H={H}, K={K}")
@@ -345,30 +416,48 @@ class NativeProblem:
     ) -> None:
         """iLQR's closed-loop rollouts, one per step length: states (H + 1, A, nx), actions
         blocked (1, H, nu, LANES), costs (A,), terms (n_terms, A)."""
-        H, n_alpha = actions_bar.shape[0], alphas.shape[0]
+        H, A = actions_bar.shape[0], alphas.shape[0]
         rc = self.lib.vmpc_policy_rollout(
-            self._ref, H, n_alpha, _ptr(x0), _ptr(states_bar), _ptr(actions_bar), _ptr(k), _ptr(K),
-            _ptr(alphas), _ptr(last_action), _ptr(states), _ptr(actions), _ptr(costs), _ptr(terms),
+            self._ref, H, A, _arg("x0", x0, NX), _arg("states_bar", states_bar, H + 1, NX),
+            _arg("actions_bar", actions_bar, H, NU), _arg("k", k, H, NU), _arg("K", K, H, NU, NX + NU),
+            _arg("alphas", alphas, A), _arg("last_action", last_action, NU),
+            _arg("states", states, H + 1, A, NX), _arg("actions", actions, 1, H, NU, LANES),
+            _arg("costs", costs, A), _arg("terms", terms, self.num_terms, A),
         )
         if rc != 0:
-            raise ValueError(f"native policy rollout refused H={H} with {n_alpha} step lengths")
+            raise ValueError(f"native policy rollout refused H={H} with {A} step lengths")
 
     def linearize(self, states: Tensor, actions: Tensor, A: Tensor, B: Tensor) -> None:
         """Jacobians of the model's step at states (H, nx), actions (H, nu) into A, B."""
-        if self.lib.vmpc_linearize(self._ref, actions.shape[0], _ptr(states), _ptr(actions), _ptr(A), _ptr(B)):
+        H = actions.shape[0]
+        if self.lib.vmpc_linearize(
+            self._ref, H, _arg("states", states, H, NX), _arg("actions", actions, H, NU),
+            _arg("A", A, H, NX, NX), _arg("B", B, H, NX, NU),
+        ):
             raise ValueError("native linearize refused the trajectory")
 
     def residual(self, features: Tensor, rates: Tensor, disagreement: Tensor | None = None) -> None:
         """The residual network alone: features (N, n_in) -> mean rates (N, n_out) and the
         ensemble's disagreement (N,) if given."""
-        if self.lib.vmpc_residual(self._ref, features.shape[0], _ptr(features), _ptr(rates), _ptr(disagreement)):
+        N, n_in, n_out = features.shape[0], self.struct.widths[0], self.struct.num_outputs
+        if self.lib.vmpc_residual(
+            self._ref, N, _arg("features", features, N, n_in), _arg("rates", rates, N, n_out),
+            _arg("disagreement", disagreement, N, optional=True),
+        ):
             raise ValueError("native residual refused: no residual network, or no points")
 
     def quadratize(self, states: Tensor, actions: Tensor, last_action: Tensor, out: tuple[Tensor, ...]) -> None:
         """The cost's Gauss-Newton derivatives (``TrackCost.quadratize``) into ``out``
         = (l_z, l_u, l_zz, l_uu, l_uz)."""
+        H, NZ = actions.shape[0], NX + NU
+        if len(out) != 5:
+            raise ValueError("native quadratize: out is (l_z, l_u, l_zz, l_uu, l_uz)")
+        shapes = {"l_z": (H + 1, NZ), "l_u": (H, NU), "l_zz": (H + 1, NZ, NZ), "l_uu": (H, NU, NU),
+                  "l_uz": (H, NU, NZ)}
         rc = self.lib.vmpc_quadratize(
-            self._ref, actions.shape[0], _ptr(states), _ptr(actions), _ptr(last_action), *(_ptr(t) for t in out)
+            self._ref, H, _arg("states", states, H + 1, NX), _arg("actions", actions, H, NU),
+            _arg("last_action", last_action, NU),
+            *(_arg(name, t, *shape) for (name, shape), t in zip(shapes.items(), out)),
         )
         if rc != 0:
             raise ValueError("native quadratize refused the trajectory")

@@ -27,10 +27,6 @@ class PlanResult:
     deadline_hit: bool = False  #: stopped early to meet the caller's deadline
     diagnostics: dict[str, float] = field(default_factory=dict)
 
-    @property
-    def first_action(self) -> Tensor:
-        return self.actions[0]
-
 
 @runtime_checkable
 class Planner(Protocol):

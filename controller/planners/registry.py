@@ -45,7 +45,3 @@ def build_planner(
     """The planner ``config.kind`` names, over ``model`` and ``cost``, within ``params``' limits."""
     return PLANNERS[config.kind](config, model, cost, params, dtype)
 
-
-def planner_grid(config: MPPIConfig | ILQRConfig | CombinedConfig) -> tuple[int, float]:
-    """(horizon, dt) of any planner config."""
-    return config.horizon, config.dt

@@ -7,6 +7,7 @@ from pathlib import Path
 from controller.track.generators import BUILTIN, circle, figure_eight, random_circuit
 from controller.track.lookup import Projection, TrackLookup
 from controller.track.speed_profile import speed_profile
+from controller.track.start import start_state
 from controller.track.track import Track
 from controller.track.tum_csv import TrackFormatError
 
@@ -22,6 +23,7 @@ __all__ = [
     "load_track",
     "random_circuit",
     "speed_profile",
+    "start_state",
 ]
 
 

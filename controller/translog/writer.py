@@ -84,8 +84,14 @@ class TransitionLog:
         rotate_s: float = 600.0,
         flush_s: float = 0.5,
         track: dict[str, Any] | None = None,
+        scene: Any = None,
+        live: Any = None,
     ) -> None:
-        """``track``: ``controller.track.identity.describe(...)``, written first in every file."""
+        """``track``: ``controller.track.identity.describe(...)``, written first in every file.
+        ``scene``: a ``controller.foxglove_scene.SceneEncoder``: the Foxglove 3D topics (the
+        track once per file, the car and its plan per step) are written beside the records.
+        ``live``: a ``controller.foxglove_live.LiveView`` that gets the same messages, from
+        this log's writer thread."""
         if rotate_bytes <= 0 or rotate_s <= 0 or flush_s <= 0:
             raise ValueError("rotate_bytes, rotate_s and flush_s must be positive")
         self.directory = Path(directory)
@@ -95,6 +101,13 @@ class TransitionLog:
         self.rotate_s = rotate_s
         self.flush_s = flush_s
         self._track = to_json(track) if track is not None else None
+        self._scene, self._live = scene, live
+        self.scene_errors = 0  #: steps whose Foxglove messages could not be built or sent
+        self._track_scene = None
+        if scene is not None and track is not None:
+            from controller.foxglove_scene import track_update
+
+            self._track_scene = track_update(track)
         self.files: list[Path] = []  #: every file started, in order
         self.records_written = 0
         self.records_dropped = 0  #: lost to a failed write or a back-off (not bad_records)
@@ -125,12 +138,13 @@ class TransitionLog:
         self._thread.start()
 
     # -- the control loop's side: enqueue only -------------------------------------------------
-    def step(self, record: dict[str, Any]) -> None:
-        """Queue one step record (see ``schema.STEP_SCHEMA``); never blocks, never raises."""
+    def step(self, record: dict[str, Any], plan: Any = None) -> None:
+        """Queue one step record (see ``schema.STEP_SCHEMA``); never blocks, never raises.
+        ``plan``: the (H, 2) actions the step's action came from, for the Foxglove scene."""
         if self._closed:
             self.dropped_after_close += 1
             return
-        self._queue.put((STEP_TOPIC, time.time_ns(), record))
+        self._queue.put((STEP_TOPIC, time.time_ns(), record) if plan is None else (STEP_TOPIC, time.time_ns(), record, plan))
 
     def event(self, kind: str, episode: int | None = None, session: str | None = None, **detail: Any) -> None:
         """Queue an event (``schema.EVENT_KINDS``): start, reset, reload, error, ...; ``session``
@@ -220,8 +234,8 @@ class TransitionLog:
             self._failed("write", e)
         self._failures.flush(force=True)
 
-    def _write(self, item: tuple[str, int, dict[str, Any]]) -> None:
-        topic, log_time, record = item
+    def _write(self, item: tuple[Any, ...]) -> None:
+        topic, log_time, record = item[:3]
         try:
             data = to_json(record)
         except Exception as e:  # a cycle, or changed while encoded: drop this record, keep the file
@@ -247,7 +261,26 @@ class TransitionLog:
         self._writer.add_message(self._channels[topic], log_time, data, log_time, self._sequence)
         self._pending_record = False
         self.records_written += 1
+        if topic == STEP_TOPIC and (self._scene is not None or self._live is not None):
+            self._write_scene(log_time, data, record, item[3] if len(item) > 3 else None)
         self._file_records += 1
+
+    def _write_scene(self, log_time: int, data: bytes, record: dict[str, Any], plan: Any) -> None:
+        """The Foxglove topics of a step record, into the file and to the live view. A failure
+        here costs the picture of this step, never the file or the record."""
+        try:
+            updates = self._scene.step_updates(record, plan) if self._scene is not None else []
+            if self._live is not None:
+                self._live.publish([(STEP_TOPIC, data), *updates], log_time)
+        except Exception as e:
+            self.scene_errors += 1
+            if self.scene_errors == 1:
+                log.warning("Foxglove scene of a step failed (%s: %s); further failures not logged", type(e).__name__, e)
+            return
+        for topic, message in updates:
+            if self._writer is not None and topic in self._channels:
+                self._sequence += 1
+                self._writer.add_message(self._channels[topic], log_time, message, log_time, self._sequence)
 
     def _due_for_rotation(self, log_time_ns: int) -> bool:
         # Age by the records' own queue times, not by when this thread gets to them: a writer
@@ -302,6 +335,15 @@ class TransitionLog:
             channel = writer.register_channel(TRACK_TOPIC, "json", track_schema)
             now_ns = time.time_ns()
             writer.add_message(channel, now_ns, self._track, now_ns, 0)
+        if self._track_scene is not None:  # Foxglove's 3D panel: track once, car and plan per step
+            from controller.foxglove_scene import TOPICS, TRACK, schema
+
+            fg = schema()
+            fg_schema = writer.register_schema(fg.name, fg.encoding, fg.data)
+            for topic in TOPICS:
+                self._channels[topic] = writer.register_channel(topic, "protobuf", fg_schema)
+            now_ns = time.time_ns()
+            writer.add_message(self._channels[TRACK], now_ns, self._track_scene, now_ns, 0)
         # The unchunked writer holds schemas and channels until its next record; push them out
         # now so a file is readable (with no messages) from the start. Writer.flush is newer
         # than mcap 1.1; without it they go out with the first message.

@@ -17,8 +17,10 @@ def problems(overrides: list[str], path: Path | None = None) -> str:
     return str(e.value)
 
 
-def test_default_file_is_valid_and_equals_the_model_defaults() -> None:
-    assert load_config(DEFAULT_CONFIG) == DaemonConfig() == load_config()
+def test_default_file_is_valid_and_equals_the_model_defaults(tmp_path, monkeypatch) -> None:
+    assert load_config(DEFAULT_CONFIG) == DaemonConfig()
+    monkeypatch.chdir(tmp_path)  # found as package data, not relative to the working directory
+    assert load_config().model_dump() == DaemonConfig().model_dump()
 
 
 def test_default_file_lists_every_key() -> None:

@@ -138,3 +138,24 @@ def test_a_car_that_does_not_fit_the_budget_is_refused_but_the_first_always_is_s
     with pytest.raises(Refused, match="solve budget"):
         sessions.open(b"b", now=0.0, fits=False)
     assert len(sessions) == 1
+
+
+def test_repeated_failures_are_logged_once_then_with_counts(caplog) -> None:
+    import logging
+
+    from controller.ratelog import RateLimitedLog
+
+    limited = RateLimitedLog(logging.getLogger("test.ratelog"), interval_s=5.0)
+    with caplog.at_level(logging.WARNING, logger="test.ratelog"):
+        for i in range(1000):
+            limited.note("error reply stale", f"seq {i}", now=0.001 * i)  # one second of a flood
+        limited.note("error reply busy", "seq 0", now=1.0)
+        limited.flush(now=2.0)  # not due yet
+        limited.flush(now=5.5)
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == [
+        "error reply stale: seq 0",
+        "error reply busy: seq 0",
+        "error reply stale: 999 in the last 6 s (1000 in all); last: seq 999",
+    ]
+    assert limited.total("error reply stale") == 1000

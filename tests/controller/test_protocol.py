@@ -544,14 +544,17 @@ def test_client_requests_and_replies_matched_by_seq() -> None:
         assert client.reconnects == 0
 
 
-def test_client_lazy_pirate_reconnects_and_never_resends_a_step() -> None:
+def test_client_timeout_never_resends_a_step_and_keeps_its_one_connection() -> None:
     with (
         serving(drop_first=2) as (endpoint, seen),
         ControllerClient(endpoint, timeout_s=0.2) as client,
     ):
         with pytest.raises(DaemonUnavailable):
-            client.step(1, 0.0, STATE)  # lost: raised, socket reopened, not resent
-        assert client.reconnects == 1 and [m["type"] for m in seen] == ["step"]
+            client.step(1, 0.0, STATE)  # lost: raised, not resent
+        assert [m["type"] for m in seen] == ["step"]
         assert client.ping(retries=2)["type"] == "pong"  # first try lost, the retry answered
-        assert client.reconnects == 2 and [m["type"] for m in seen] == ["step", "ping", "ping"]
+        assert [m["type"] for m in seen] == ["step", "ping", "ping"]
+        # One socket throughout: a second connection with the car's identity would race the
+        # first at the daemon (docs/protocol.md, Sessions).
+        assert client.reconnects == 0
         assert client.step(2, 0.05, STATE)["status"] == "ok"

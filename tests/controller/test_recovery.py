@@ -20,7 +20,13 @@ from controller.recovery import (
     loss_of_control,
 )
 from controller.track import load_track
-from controller.traction import GRAVITY, TractionConfig, lateral_accel, traction_accel_bounds
+from controller.traction import (
+    GRAVITY,
+    TractionConfig,
+    lateral_accel,
+    steer_limit,
+    traction_accel_bounds,
+)
 from sim.closed_loop import start_state
 from vehicle_models import KinematicBicycle, load_params
 from vehicle_models.layout import State
@@ -99,6 +105,33 @@ def test_traction_bounds_share_the_friction_circle_with_cornering() -> None:
     # Beyond the budget laterally: no driving, and braking keeps min_brake.
     lowest, highest = traction_accel_bounds(v, -0.3, PARAMS, TRACTION)
     assert highest == 0.0 and lowest == -TRACTION.min_brake
+
+
+def test_measured_yaw_rate_counts_when_it_asks_more_than_the_steering() -> None:
+    budget = TRACTION.margin * PARAMS.mu * GRAVITY
+    v = 20.0
+    kinematic_only = traction_accel_bounds(v, 0.0, PARAMS, TRACTION)
+    assert kinematic_only[0] == pytest.approx(-budget)
+    turning = traction_accel_bounds(v, 0.0, PARAMS, TRACTION, yaw_rate=0.6 * budget / v)
+    assert turning[0] == pytest.approx(-0.8 * budget)
+    assert traction_accel_bounds(v, 0.0, PARAMS, TRACTION, yaw_rate=math.nan) == kinematic_only
+    # In the guard: the yaw rate comes from the state.
+    assert guard_action([0.0, -9.0], state(v, yaw_rate=0.6 * budget / v), PARAMS, TRACTION)[1] == pytest.approx(-0.8 * budget)
+
+
+def test_steering_is_kept_within_the_lateral_budget() -> None:
+    budget = TRACTION.margin * PARAMS.mu * GRAVITY
+    v = 25.0
+    limit = steer_limit(v, PARAMS, TRACTION)
+    assert lateral_accel(v, limit, PARAMS) == pytest.approx(budget)
+    # Below the limit the wheel may turn, but only so far within the lookahead.
+    rate, _ = guard_action([0.4, 0.0], state(v, steer=limit - 0.01), PARAMS, TRACTION)
+    assert rate == pytest.approx(0.01 / TRACTION.steer_lookahead)
+    # Beyond it the wheel is turned back, whatever the planner asks.
+    rate, _ = guard_action([-0.4, 0.0], state(v, steer=-limit - 0.02), PARAMS, TRACTION)
+    assert rate == pytest.approx(0.02 / TRACTION.steer_lookahead)
+    assert steer_limit(0.0, PARAMS, TRACTION) == PARAMS.steer_max
+    assert steer_limit(10.0, PARAMS, TRACTION) > math.atan(PARAMS.wheelbase / 12.0)  # a 12 m bend
 
 
 def test_guard_applies_the_traction_limits_only_when_given_and_enabled() -> None:

@@ -471,3 +471,61 @@ def test_a_directory_gone_bad_backs_off_counts_drops_and_reports_health(tmp_path
     assert health["records_dropped"] == 200 and health["records_written"] == 1, health
     assert health["write_errors"] == 1  # one attempt, then the back-off: not one per record
     assert health["last_error"].startswith("open: NotADirectoryError") and health["files"] == 1
+
+
+def test_cli_says_when_a_file_has_no_footer(tmp_path: Path, capsys) -> None:
+    """A file copied while the writer still had it open reads like one of a killed daemon."""
+    log = TransitionLog(tmp_path / "live", flush_s=0.05)
+    for seq in range(5):
+        log.step(make_record(seq=seq))
+    deadline = time.monotonic() + 5
+    while log.records_written < 5 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.2)  # flushed
+    (tmp_path / "killed").mkdir()
+    copy = tmp_path / "killed" / log.files[0].name
+    copy.write_bytes(log.files[0].read_bytes())
+    log.close()
+    assert cli(["info", str(copy)]) == 0
+    out = capsys.readouterr().out
+    assert "5 steps" in out and "no footer" in out and copy.name in out
+
+
+def test_two_cars_interleaved_make_no_cross_session_transitions_nor_sysid_blocks(tmp_path: Path) -> None:
+    """Two cars with the same seq, stamps and episode, interleaved in one log (as one daemon
+    serving both writes them): every pair and every sysid block stays within one car."""
+    from tools.sysid.data import blocks
+
+    def car(session: str, y: float) -> list[dict[str, Any]]:
+        out = []
+        for k in range(400):
+            r = make_record(0, k, 0.05 * k, session=session)
+            r["state"] = {**r["state"], "x": 0.5 * k, "y": y}
+            out.append(r)
+        return out
+
+    a, b = car("run.1", 0.0), car("run.2", 3.0)
+    write_log(tmp_path, [r for pair in zip(a, b) for r in pair])
+    steps = load_steps(tmp_path)
+    assert steps.sessions() == ["run.1", "run.2"]
+    np.testing.assert_array_equal(steps.of_session("run.2").states[:, 1], 3.0)
+    pairs = transitions(steps)
+    assert len(pairs) == 2 * 399 and set(pairs.session) == {"run.1", "run.2"}
+    np.testing.assert_array_equal(pairs.next_states[:, 1], pairs.states[:, 1])  # never a jump between cars
+    chosen, period = blocks(steps, block_s=4.0)
+    assert period == pytest.approx(0.05)
+    for block in chosen:
+        assert len(set(block.states[:, 1].tolist())) == 1
+    with pytest.raises(LogError, match="no steps of session"):
+        steps.of_session("run.3")
+
+
+def test_replay_selects_a_session_and_refuses_to_mix_two(tmp_path: Path, capsys) -> None:
+    from tools.replay.__main__ import main as replay
+
+    write_log(tmp_path / "logs", [make_record(0, k, 0.05 * k, session=s) for k in range(30) for s in ("run.1", "run.2")])
+    assert replay(["export", str(tmp_path / "logs"), "--format", "csv", "--out", str(tmp_path / "b.csv"), "--session", "run.2"]) == 0
+    rows = list(csv.DictReader(open(tmp_path / "b.csv")))
+    assert len(rows) == 30 and {r["session"] for r in rows} == {"run.2"}
+    assert replay(["report", str(tmp_path / "logs"), "--track", "circle", "--out", str(tmp_path / "r")]) == 2
+    assert "pick one with --session" in capsys.readouterr().err

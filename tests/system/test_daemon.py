@@ -60,6 +60,24 @@ def test_lap_in_lockstep_and_a_readable_log(start_daemon, planner) -> None:
     steps = load_steps(daemon.log_dir)
     assert len(steps) == summary.steps and set(steps.planner) == {planner}
     assert [e["kind"] for e in events(daemon.log_dir)][-1] == "stop"
+    assert_records_match_the_schemas(daemon.log_dir)
+
+
+def assert_records_match_the_schemas(log_dir) -> None:
+    """Every record the daemon wrote has the schema's required keys and only its properties."""
+    from controller.translog import read_log
+    from controller.translog.schema import EVENT_SCHEMA, EVENT_TOPIC, STEP_SCHEMA, STEP_TOPIC
+
+    schema_for = {STEP_TOPIC: STEP_SCHEMA, EVENT_TOPIC: EVENT_SCHEMA}
+    seen = set()
+    for record in read_log(log_dir):
+        schema, data = schema_for[record.topic], record.data
+        seen.add(record.topic)
+        assert set(schema["required"]) <= set(data) <= set(schema["properties"]), (record.topic, sorted(data))
+        for nested in ("state", "action"):
+            if record.topic == STEP_TOPIC and data.get(nested) is not None:
+                assert set(data[nested]) <= set(schema["properties"][nested]["properties"]), data[nested]
+    assert seen == {STEP_TOPIC, EVENT_TOPIC}
 
 
 @pytest.mark.slow
@@ -70,8 +88,8 @@ def test_daemon_killed_and_restarted_mid_lap(start_daemon, tmp_path) -> None:
     def crash_and_restart(n: int, state, progress: float) -> None:
         if n == 150:
             first.kill()
-            # Same port; the simulator's next step times out, reconnects and retries until
-            # the new daemon answers.
+            # Same port; the simulator's next step times out and is resent until the new
+            # daemon answers (ZeroMQ redials the client's one connection).
             start_daemon(port=first.port, log_dir=second_log, wait=False)
 
     summary, stats = drive_lap(first.endpoint, "circle", on_step=crash_and_restart, plant=KinematicPlant(PARAMS, 0.05))

@@ -86,7 +86,10 @@ def test_one_car_by_default_a_second_gets_busy_and_the_first_drives_as_alone(sta
     codes: list[str] = []
     with ControllerClient(daemon.endpoint, timeout_s=5.0) as second:
         first.start()
-        time.sleep(0.3)  # the first car holds its session
+        deadline = time.perf_counter() + 60
+        while not second.stats()["sessions"]:  # until the first car holds its session (stats opens none)
+            assert time.perf_counter() < deadline
+            time.sleep(0.01)
         seq = 0
         while first.is_alive():
             seq += 1

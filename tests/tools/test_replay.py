@@ -64,7 +64,7 @@ def test_report_and_compare(tmp_path: Path, capsys) -> None:
     assert main(["report", str(tmp_path / "a" / "logs"), "--track", "circle", "--out", str(tmp_path / "ra")]) == 0
     assert FIGURES <= {p.name for p in (tmp_path / "ra").iterdir()}
     summary = json.loads((tmp_path / "ra" / "summary.json").read_text())["a"]
-    assert summary["laps"] == 1 and summary["mean_abs_lateral_m"] == np.float64(summary["mean_abs_lateral_m"])
+    assert summary["laps"] == 1
     assert abs(summary["mean_abs_lateral_m"] - 0.5) < 0.01
     assert abs(summary["latency_ms_p50"] - 2.0) < 0.01
     assert "does not record its track" in capsys.readouterr().err

@@ -239,3 +239,15 @@ def test_car_choice_overrides_and_reported_state() -> None:
     assert car.plant.vehicle.shape == (9,) and car.state.shape == (7,)
     out = car.step(torch.tensor([0.0, 1.0], dtype=torch.float32), 0.05)
     assert isinstance(out, torch.Tensor) and out.shape == (7,)
+
+
+def test_mu_override_scales_both_peaks_of_the_drift_tyres() -> None:
+    from vehicle_models.drift import load_drift_params
+
+    base = load_drift_params("passenger_car")
+    wet = load_drift_params("passenger_car", mu=0.5)
+    assert wet.mu == 0.5
+    assert wet.tyre.p_dx1 / base.tyre.p_dx1 == pytest.approx(0.5 / base.tyre.p_dy1)
+    assert wet.tyre.p_ky1 == base.tyre.p_ky1  # shapes unchanged
+    with pytest.raises(ValueError, match="mu must be positive"):
+        load_drift_params("passenger_car", mu=0.0)

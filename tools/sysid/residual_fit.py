@@ -57,7 +57,8 @@ def train_residual(
     boot = torch.randint(0, n, (E, n), generator=gen) if E > 1 else torch.arange(n).unsqueeze(0)
     opt = torch.optim.Adam(residual.parameters(), lr=lr, weight_decay=1e-5)
     best, best_epoch, best_state, train_loss = float("inf"), 0, copy.deepcopy(residual.state_dict()), float("nan")
-    bar = tqdm(range(epochs), desc="residual", disable=not progress, leave=False)
+    # disable=None: tqdm draws only on a terminal (piped output got one endless \r line)
+    bar = tqdm(range(epochs), desc="residual", disable=None if progress else True, leave=False)
     epoch = 0
     for epoch in bar:
         perm = torch.randperm(n, generator=gen)

@@ -1,0 +1,203 @@
+"""The kernel's model equations, generated from their one Python definition.
+
+As acados does with CasADi: the kinematic step of ``vehicle_models/kinematic.py``
+(``kinematic_exact_step``, the function the torch model and the CasADi twin evaluate) is
+evaluated once more on CasADi symbols, with the vehicle parameters and dt as symbols too, and
+the resulting expression graph -- and its exact Jacobians -- are translated instruction by
+instruction into C (``float`` arithmetic, one assignment per instruction). ``build.py`` writes
+the result as ``vmpc_generated.h`` beside ``rollout.c``, which includes it; nothing in the C
+source restates the equations. Change the Python function and the next build carries it.
+
+The step works on LANES samples in a ``#pragma omp simd`` loop of its own (vectorised like the
+hand-written lane code it replaced: the same vector libm calls, checked with objdump); the
+Jacobian, which iLQR needs at H points, on one point.
+
+The parameter vector's order is ``VEHICLE_PARAMS`` (``BicycleParams``' fields): the generator
+reads ``p->vehicle[i]`` and ``problem.py`` fills ``Problem.vehicle`` in the same order, so the
+two cannot disagree.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from types import SimpleNamespace
+
+import casadi as ca
+
+from controller.costs import STATE_RESIDUALS, Features
+from vehicle_models.kinematic import kinematic_exact_step
+from vehicle_models.layout import ACTION_DIM, KINEMATIC_STATE_DIM
+from vehicle_models.mathops import CASADI
+from vehicle_models.params import BicycleParams
+
+#: Entries of ``Problem.vehicle``: BicycleParams' fields, in declaration order.
+VEHICLE_PARAMS: tuple[str, ...] = tuple(BicycleParams.model_fields)
+#: Room in ``Problem.vehicle`` (a fixed array keeps the struct's layout independent of it).
+MAX_VEHICLE_PARAMS = 24
+HEADER_NAME = "vmpc_generated.h"
+#: Constants the C source needs before its struct (term and feature indices).
+TERMS_HEADER_NAME = "vmpc_terms.h"
+#: The kernel's squared state terms, in TrackCost's order: the enum T_<NAME>, the weights
+#: Problem.state_w and the rows of the terms output all follow it.
+STATE_TERMS: tuple[str, ...] = tuple(STATE_RESIDUALS)
+#: Track features the residuals read, in the order of the kernel's feature rows F_<NAME>.
+FEATURES: tuple[str, ...] = Features._fields
+
+
+class CodegenError(RuntimeError):
+    """An equation uses an operation the C translation does not have."""
+
+
+def _ops() -> dict[int, str]:
+    return {getattr(ca, name): name[3:] for name in dir(ca) if name.startswith("OP_")}
+
+
+# C for each CasADi operation on work variables a, b (floats; comparisons give 1.0f or 0.0f).
+# sin goes through cos: a sin and a cos of one argument would fuse into a scalar sincosf,
+# which does not vectorise (see sin_via_cos in rollout.c).
+_UNARY = {
+    "ASSIGN": "{a}", "NEG": "-{a}", "SQ": "{a} * {a}", "TWICE": "2.0f * {a}", "INV": "1.0f / {a}",
+    "SIN": "sin_via_cos({a})", "COS": "cosf({a})", "TAN": "tanf({a})", "ATAN": "atanf({a})",
+    "SQRT": "sqrtf({a})", "EXP": "expf({a})", "LOG": "logf({a})", "FABS": "fabsf({a})",
+    "FLOOR": "floorf({a})", "CEIL": "ceilf({a})", "TANH": "tanhf({a})", "NOT": "({a} == 0.0f ? 1.0f : 0.0f)",
+    "SIGN": "({a} > 0.0f ? 1.0f : ({a} < 0.0f ? -1.0f : 0.0f))",
+}
+_BINARY = {
+    "ADD": "{a} + {b}", "SUB": "{a} - {b}", "MUL": "{a} * {b}", "DIV": "{a} / {b}",
+    "LT": "({a} < {b} ? 1.0f : 0.0f)", "LE": "({a} <= {b} ? 1.0f : 0.0f)",
+    "EQ": "({a} == {b} ? 1.0f : 0.0f)", "NE": "({a} != {b} ? 1.0f : 0.0f)",
+    "AND": "({a} != 0.0f && {b} != 0.0f ? 1.0f : 0.0f)", "OR": "({a} != 0.0f || {b} != 0.0f ? 1.0f : 0.0f)",
+    "FMIN": "({a} < {b} ? {a} : {b})", "FMAX": "({a} > {b} ? {a} : {b})",
+    "IF_ELSE_ZERO": "({a} != 0.0f ? {b} : 0.0f)", "ATAN2": "atan2f({a}, {b})", "POW": "powf({a}, {b})",
+    "CONSTPOW": "powf({a}, {b})", "FMOD": "fmodf({a}, {b})", "COPYSIGN": "copysignf({a}, {b})",
+}
+
+
+def _float(value: float) -> str:
+    if not math.isfinite(value):
+        raise CodegenError(f"non-finite constant {value} in an equation")
+    return f"{value!r}f"
+
+
+def c_function(
+    name: str,
+    fn: ca.Function,
+    inputs: list[str],
+    outputs: list[str],
+    lanes: bool = False,
+    arrays: tuple[tuple[str, str], ...] = (("x", "NX"), ("u", "NU")),
+) -> str:
+    """``fn`` as a static inline C function ``void name(const Problem *p, x, u, outputs...)``.
+
+    ``inputs[i]`` is C for entry ``{}`` of input i (e.g. ``"x[{}]"``, ``"p->vehicle[{}]"``);
+    ``outputs[i]`` the name of a float array argument receiving output i densely, row-major.
+    With ``lanes`` the function works on LANES points at once -- x (NX, LANES), u (NU, LANES),
+    outputs (n, LANES) -- in a ``#pragma omp simd`` loop of its own: called point by point
+    from inside such a loop, the point's arrays went through memory and GCC did not vectorise.
+    """
+    ops = _ops()
+    lane = "[l]" if lanes else ""
+    inputs = [i + lane if any(i.startswith(f"{a}[") for a, _ in arrays) else i for i in inputs]
+    lines = []
+    for i, out in enumerate(outputs):
+        sp = fn.sparsity_out(i)
+        if sp.nnz() < sp.numel():  # structural zeros are not written by the instructions
+            if lanes:
+                raise CodegenError(f"{name}: sparse outputs need the point-wise form")
+            lines.append(f"    for (int i = 0; i < {sp.numel()}; i++) {out}[i] = 0.0f;")
+    rows = [fn.sparsity_out(i).row() for i in range(len(outputs))]
+    cols = [fn.sparsity_out(i).get_col() for i in range(len(outputs))]
+    for k in range(fn.n_instructions()):
+        op = ops.get(fn.instruction_id(k), str(fn.instruction_id(k)))
+        args, res = fn.instruction_input(k), fn.instruction_output(k)
+        if op == "INPUT":
+            lines.append(f"    w{res[0]} = {inputs[args[0]].format(args[1])};")
+        elif op == "OUTPUT":
+            o, nz = res
+            index = rows[o][nz] * fn.size2_out(o) + cols[o][nz]
+            lines.append(f"    {outputs[o]}[{index}]{lane} = w{args[0]};")
+        elif op == "CONST":
+            lines.append(f"    w{res[0]} = {_float(fn.instruction_constant(k))};")
+        elif op in _UNARY:
+            lines.append(f"    w{res[0]} = {_UNARY[op].format(a=f'w{args[0]}')};")
+        elif op in _BINARY:
+            lines.append(f"    w{res[0]} = {_BINARY[op].format(a=f'w{args[0]}', b=f'w{args[1]}')};")
+        else:
+            raise CodegenError(f"{name}: CasADi operation {op} has no C translation")
+    work = ", ".join(f"w{i}" for i in range(fn.sz_w()))
+    if lanes:
+        params = ", ".join(
+            ["const Problem *restrict p", *(f"const float {a}[{n}][LANES]" for a, n in arrays)]
+            + [f"float {out}[][LANES]" for out in outputs]
+        )
+        body = ["#pragma omp simd", "    for (int l = 0; l < LANES; l++) {", f"    float {work};",
+                *lines, "    }"]
+        return "\n".join([f"static inline void {name}({params}) {{", *body, "}"])
+    params = ", ".join(
+        ["const Problem *restrict p", *(f"const float *restrict {a}" for a, _ in arrays)]
+        + [f"float *restrict {out}" for out in outputs]
+    )
+    return "\n".join([f"static inline void {name}({params}) {{", f"    float {work};", *lines, "}"])
+
+
+def _kinematic_symbols() -> tuple[ca.SX, ca.SX, ca.SX, ca.SX, SimpleNamespace]:
+    x = ca.SX.sym("x", KINEMATIC_STATE_DIM)
+    u = ca.SX.sym("u", ACTION_DIM)
+    theta = ca.SX.sym("vehicle", len(VEHICLE_PARAMS))
+    dt = ca.SX.sym("dt")
+    return x, u, theta, dt, SimpleNamespace(**{n: theta[i] for i, n in enumerate(VEHICLE_PARAMS)})
+
+
+#: C for each input of the generated functions: state, action, vehicle parameters, dt.
+_INPUTS = ["x[{}]", "u[{}]", "p->vehicle[{}]", "p->dt"]
+
+
+def terms_header() -> str:
+    """The enums of the state terms and track features (included before the struct)."""
+    terms = ", ".join(f"T_{n.upper()}" for n in STATE_TERMS)
+    features = ", ".join(f"F_{n.upper()}" for n in FEATURES)
+    return "\n".join(
+        [
+            "/* Generated by controller/native/codegen.py from controller/costs.py (STATE_RESIDUALS). */",
+            f"enum {{ {terms}, N_STATE_TERMS }};",
+            f"enum {{ {features}, N_FEATURES }};",
+            "",
+        ]
+    )
+
+
+def _state_residuals() -> ca.Function:
+    f = ca.SX.sym("f", len(FEATURES))
+    features = Features(*(f[i] for i in range(len(FEATURES))))
+    r = ca.vertcat(*(STATE_RESIDUALS[name](CASADI, features) for name in STATE_TERMS))
+    return ca.Function("state_residuals", [f], [r])
+
+
+@functools.lru_cache(maxsize=1)
+def generated_header() -> str:
+    """C of every generated equation: ``kinematic_step``, ``kinematic_jacobian`` and
+    ``state_residuals``."""
+    if len(VEHICLE_PARAMS) > MAX_VEHICLE_PARAMS:
+        raise CodegenError(f"{len(VEHICLE_PARAMS)} vehicle parameters, room for {MAX_VEHICLE_PARAMS}")
+    x, u, theta, dt, p = _kinematic_symbols()
+    x_next = kinematic_exact_step(CASADI, p, x, u, dt)
+    step = ca.Function("kinematic_step", [x, u, theta, dt], [x_next])
+    jacobian = ca.Function(
+        "kinematic_jacobian", [x, u, theta, dt], [ca.jacobian(x_next, x), ca.jacobian(x_next, u)]
+    )
+    return "\n\n".join(
+        [
+            "/* Generated by controller/native/codegen.py from vehicle_models/kinematic.py"
+            " (kinematic_exact_step). Do not edit. */",
+            "/* x (NX, LANES) -> x_next (NX, LANES): one exact step of the kinematic bicycle. */",
+            c_function("kinematic_step", step, _INPUTS, ["x_next"], lanes=True),
+            "/* Its Jacobians: A (NX, NX) = d x_next / d x, B (NX, NU) = d x_next / d u, row-major. */",
+            c_function("kinematic_jacobian", jacobian, _INPUTS, ["A", "B"]),
+            "/* Track features f (N_FEATURES, LANES) -> the state terms' residuals r (N_STATE_TERMS, LANES)"
+            " (controller/costs.py, STATE_RESIDUALS). */",
+            c_function("state_residuals", _state_residuals(), ["f[{}]"], ["r"], lanes=True,
+                       arrays=(("f", "N_FEATURES"),)),
+            "",
+        ]
+    )

@@ -1,0 +1,134 @@
+"""The kernel's model equations are generated from their Python definition, and translated right.
+
+The generated kinematic step and Jacobians are held to the torch model and the CasADi twin by
+test_native.py (rollouts, Jacobians); here the translator itself is checked op by op against
+CasADi's own evaluation, and the C source is checked not to restate what is generated.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import casadi as ca
+import pytest
+
+from controller.native import codegen
+from controller.native.build import SOURCE_NAME, source_text
+from vehicle_models.params import BicycleParams
+
+PRELUDE = """
+#include <math.h>
+typedef struct { float dt; float vehicle[24]; } Problem;
+static inline float sin_via_cos(float a) { return sinf(a); }
+"""
+
+
+def compile_and_load(tmp_path: Path, code: str) -> ctypes.CDLL:
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        pytest.skip("no C compiler")
+    src, lib = tmp_path / "t.c", tmp_path / "t.so"
+    src.write_text(code)
+    subprocess.run([cc, "-O2", "-shared", "-fPIC", "-std=c11", str(src), "-o", str(lib), "-lm"], check=True)
+    return ctypes.CDLL(str(lib))
+
+
+def test_translated_operations_evaluate_like_casadi(tmp_path: Path) -> None:
+    x, u = ca.SX.sym("x", 3), ca.SX.sym("u", 2)
+    theta, dt = ca.SX.sym("vehicle", 2), ca.SX.sym("dt")
+    outputs = ca.vertcat(
+        ca.fmin(x[0], theta[0]) + ca.fmax(x[1], theta[1]),
+        ca.if_else(ca.fabs(x[2]) < 1e-4, 1.0 - x[2] ** 2 / 6, ca.sin(x[2]) / x[2]),
+        ca.atan(ca.tan(u[0])) * ca.cos(u[1]) + ca.sqrt(ca.exp(x[0])) - dt,
+        ca.logic_and(x[0] > 0, ca.logic_or(u[0] <= 0, ca.logic_not(x[1] == 0))),
+        ca.atan2(x[1], x[0]) + ca.floor(u[1] * 3.7),
+    )
+    fn = ca.Function("probe", [x, u, theta, dt], [outputs, ca.jacobian(outputs, x)])
+    body = codegen.c_function("probe", fn, ["x[{}]", "u[{}]", "p->vehicle[{}]", "p->dt"], ["out", "jac"])
+    lib = compile_and_load(tmp_path, PRELUDE + body.replace("static inline ", "") + "\n")
+    lib.probe.argtypes = [ctypes.c_void_p] * 5
+    floats = lambda *v: (ctypes.c_float * len(v))(*v)  # noqa: E731
+    for point in ([0.3, -1.2, 0.0, 0.4, 0.9], [-2.0, 0.5, 0.7, -0.3, 0.1], [1.5, 0.0, 2e-5, 0.0, -2.2]):
+        problem = floats(0.05, 0.25, -0.5, *([0.0] * 22))
+        out, jac = floats(*[0.0] * 5), floats(*[9.0] * 15)
+        lib.probe(problem, floats(*point[:3]), floats(*point[3:]), out, jac)
+        want_out, want_jac = fn(point[:3], point[3:], [0.25, -0.5], 0.05)
+        for i in range(5):
+            assert out[i] == pytest.approx(float(want_out[i]), rel=1e-5, abs=1e-5)
+            for j in range(3):
+                assert jac[i * 3 + j] == pytest.approx(float(want_jac[i, j]), rel=1e-4, abs=1e-5)
+
+
+def test_an_operation_without_a_translation_is_refused() -> None:
+    x = ca.SX.sym("x", 1)
+    fn = ca.Function("f", [x, ca.SX.sym("u", 1), ca.SX.sym("v", 1), ca.SX.sym("dt")], [ca.erf(x)])
+    with pytest.raises(codegen.CodegenError, match="ERF"):
+        codegen.c_function("f", fn, ["x[{}]", "u[{}]", "p->vehicle[{}]", "p->dt"], ["out"])
+
+
+def test_the_c_source_does_not_restate_the_generated_equations() -> None:
+    c = source_text().decode()
+    assert "p->vehicle" not in c, f"{SOURCE_NAME} reads vehicle parameters by hand"
+    for name in BicycleParams.model_fields:
+        assert not re.search(rf"p->{name}\b", c), f"{SOURCE_NAME} has its own {name}"
+    header = codegen.generated_header()
+    assert "static inline void kinematic_step(" in header and "static inline void kinematic_jacobian(" in header
+    assert all(f"p->vehicle[{i}]" in header for i, n in enumerate(codegen.VEHICLE_PARAMS)
+               if n in ("wheelbase", "steer_gain", "accel_max"))
+    assert math.isfinite(len(header))
+
+
+def test_the_c_source_does_not_restate_the_state_cost_terms() -> None:
+    c = source_text().decode()
+    for hand_written in ("over_left", "excess", "heading_error * heading_error", "w_lateral"):
+        assert hand_written not in c
+    assert "static inline void state_residuals(" in codegen.generated_header()
+    assert "T_LATERAL" in codegen.terms_header()
+
+
+@pytest.mark.slow
+def test_a_state_term_edited_in_costs_runs_the_same_in_torch_and_in_the_kernel(monkeypatch, tmp_path) -> None:
+    """One edit in one place: a changed residual in STATE_RESIDUALS reaches the generated C."""
+    import torch
+
+    from controller import costs
+    from controller.costs import CostConfig, TrackCost
+    from controller.native import NativeProblem
+    from controller.native import build as native_build
+    from controller.native.problem import num_blocks, to_blocked
+    from controller.track import load_track, start_state
+    from vehicle_models import KinematicBicycle, load_params
+
+    one_sided = lambda ops, f: ops.relu(f.speed_error) + 0.5 * f.lateral  # noqa: E731  (a new residual)
+    monkeypatch.setitem(costs.STATE_RESIDUALS, "speed", one_sided)
+    monkeypatch.setenv("VEHICLE_MPC_CACHE", str(tmp_path))
+    codegen.generated_header.cache_clear()
+    native_build._load.cache_clear()
+    try:
+        params = load_params("passenger_car")
+        track = load_track("random:0")
+        model, cost = KinematicBicycle(params, 0.05), TrackCost(CostConfig(), track, params)
+        low, high = torch.tensor(params.action_low), torch.tensor(params.action_high)
+        H, K = 20, 40
+        actions = torch.rand(H, K, 2, generator=torch.Generator().manual_seed(2)) * (high - low) + low
+        x0 = start_state(track, 10.0, s=20.0).float()
+        states = torch.stack([x0.expand(K, -1)] + [x0.expand(K, -1)] * H)
+        for t in range(H):
+            states[t + 1] = model.step(states[t], actions[t])
+        last = torch.zeros(2)
+        want = cost.evaluate(states, actions, last)
+        native = NativeProblem(model, cost, low, high, num_threads=1)
+        costs_out, terms = torch.empty(K), torch.empty(len(cost.term_names), K)
+        native.rollout(x0, torch.zeros(H, 2), to_blocked(actions), last, K, None, None, costs_out, terms)
+        speed = cost.term_names.index("speed")
+        torch.testing.assert_close(terms[speed], want.terms[speed], rtol=2e-4, atol=1e-3)
+        torch.testing.assert_close(costs_out, want.total, rtol=2e-4, atol=1e-3)
+        assert num_blocks(K) == 3
+    finally:
+        codegen.generated_header.cache_clear()
+        native_build._load.cache_clear()
