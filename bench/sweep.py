@@ -137,10 +137,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--overhead-trials", type=int, default=4)
     p.add_argument("--fleet-steps", type=int, default=2_000_000)
     p.add_argument("--skip-fleet", action="store_true")
+    p.add_argument("--skip-sweeps", action="store_true", help="only the fleet refit")
     p.add_argument("--keep", type=Path, help="keep the sweeps and the fleet here")
     args = p.parse_args(argv)
     root = args.keep or Path(tempfile.mkdtemp(prefix="bench-sweep-"))
     root.mkdir(parents=True, exist_ok=True)
+    results: dict = {"cpu_count": os.cpu_count()}
+    if not args.skip_sweeps:
+        results.update(sweeps(args, root))
+    if not args.skip_fleet:
+        results.update(fleet(root / "fleet", args.fleet_steps))
+    results["load_avg_1min"] = os.getloadavg()[0]
+    report(results)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+def sweeps(args: argparse.Namespace, root: Path) -> dict:
     trials = expand(spec(args.trials, args.steps))
     run_trial(trials[0])  # this process imports and builds once, as a Ray worker does
 
@@ -171,30 +186,32 @@ def main(argv: list[str] | None = None) -> int:
         **overhead, "overhead_pct": overhead["overhead_ms_median"] / 1e3 / 10.0 * 100,
         "local_equals_serial": bool(local.equals(serial)),
         "cluster_equals_serial": bool(clustered.equals(serial)),
-        "cpu_count": os.cpu_count(), "load_avg_1min": os.getloadavg()[0],
     }
-    if not args.skip_fleet:
-        results.update(fleet(root / "fleet", args.fleet_steps))
+    return results
 
-    print(f"machine: {os.cpu_count()} cores, load average {results['load_avg_1min']:.2f} (shared machine)")
+
+def report(results: dict) -> None:
+    print(f"machine: {results['cpu_count']} cores, load average {results['load_avg_1min']:.2f} (shared machine)")
+    if "serial_trials_per_s" in results:
+        sweep_table(results)
+    if "fleet_refit_rss_mb" in results:
+        print(f"fleet: {results['fleet_steps']} steps in {results['fleet_cars']} cars; refit peak RSS "
+              f"{results['fleet_refit_rss_mb']:.0f} MB in {results['fleet_refit_s']:.0f} s (target < 2048; "
+              f"exit {results['fleet_refit_exit']}); load_steps of the same logs (baseline) "
+              f"{results['load_steps_rss_mb']:.0f} MB, ratio {results['fleet_refit_rss_mb'] / results['load_steps_rss_mb']:.2f}")
+
+
+def sweep_table(results: dict) -> None:
+    ray_start_s, cluster_start_s, trial_s = results["ray_start_s"], results["cluster_start_s"], results["trial_s_serial"]
     print(f"{'executor':<22}{'trials/s':>10}{'x serial':>10}{'start [s]':>11}{'equal':>8}")
     print(f"{'serial':<22}{results['serial_trials_per_s']:>10.3f}{1.0:>10.2f}{0.0:>11.1f}{'-':>8}")
     print(f"{'local Ray, 2 workers':<22}{results['local_ray_trials_per_s']:>10.3f}{results['speedup_2_workers']:>10.2f}"
           f"{ray_start_s:>11.1f}{str(results['local_equals_serial']):>8}")
     print(f"{'2-node cluster, 1+1':<22}{results['cluster_trials_per_s']:>10.3f}{results['speedup_cluster']:>10.2f}"
           f"{cluster_start_s:>11.1f}{str(results['cluster_equals_serial']):>8}")
-    print(f"trial {trial_s:.2f} s serial; Ray overhead per trial median {overhead['overhead_ms_median']:.1f} ms, "
-          f"p99 {overhead['overhead_ms_p99']:.1f} ms = {results['overhead_pct']:.3f} % of a 10 s trial (target < 5 %)")
+    print(f"trial {trial_s:.2f} s serial; Ray overhead per trial median {results['overhead_ms_median']:.1f} ms, "
+          f"p99 {results['overhead_ms_p99']:.1f} ms = {results['overhead_pct']:.3f} % of a 10 s trial (target < 5 %)")
     print(f"speedup_2_workers {results['speedup_2_workers']:.2f} (target >= 1.7)")
-    if "fleet_refit_rss_mb" in results:
-        print(f"fleet: {results['fleet_steps']} steps in {results['fleet_cars']} cars; refit peak RSS "
-              f"{results['fleet_refit_rss_mb']:.0f} MB in {results['fleet_refit_s']:.0f} s (target < 2048; "
-              f"exit {results['fleet_refit_exit']}); load_steps of the same logs (baseline) "
-              f"{results['load_steps_rss_mb']:.0f} MB, ratio {results['fleet_refit_rss_mb'] / results['load_steps_rss_mb']:.2f}")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
-    return 0
 
 
 if __name__ == "__main__":
