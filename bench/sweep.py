@@ -84,7 +84,8 @@ def _write_car(args: tuple[str, int, int]) -> None:
     x = y = yaw = steer = 0.0
     v = 8.0
     noise = rng.normal(size=steps)
-    with TransitionLog(folder, flush_s=1.0) as log:
+    log = TransitionLog(folder, flush_s=1.0)
+    try:
         for k in range(steps):
             t = k * period
             episode, seq = divmod(k, 6000)  # 5-minute episodes
@@ -98,17 +99,25 @@ def _write_car(args: tuple[str, int, int]) -> None:
             yaw += period * v * math.tan(gain * steer) / wheelbase
             steer = min(max(steer + period * rate, -0.6), 0.6)
             v = max(v + period * accel, 0.0)
+    finally:
+        # The writer thread may be far behind this loop: wait for every record.
+        if not log.close(timeout_s=3600):
+            raise RuntimeError(f"{folder}: the log writer did not finish")
 
 
-def peak_rss_mb(command: list[str]) -> tuple[float, float, int]:
-    """(peak RSS [MB], seconds, exit code) of a child process (its own ru_maxrss via wait4)."""
+def peak_rss_mb(command: list[str]) -> tuple[float, float, int, str]:
+    """(peak RSS [MB], seconds, exit code, stdout) of a child process (ru_maxrss via wait4)."""
     started = time.perf_counter()
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        print(proc.stderr.read().decode()[-2000:], file=sys.stderr)
-    return usage.ru_maxrss / 1024, time.perf_counter() - started, proc.returncode
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(command, stdout=out, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        code = os.waitstatus_to_exitcode(status)
+        proc.returncode = code
+        out.seek(0), err.seek(0)
+        text = out.read().decode()
+        if code != 0:
+            print(err.read().decode()[-2000:], file=sys.stderr)
+    return usage.ru_maxrss / 1024, time.perf_counter() - started, code, text
 
 
 def fleet(root: Path, steps: int, cars: int = 8) -> dict[str, float]:
@@ -118,13 +127,14 @@ def fleet(root: Path, steps: int, cars: int = 8) -> dict[str, float]:
     with multiprocessing.get_context("spawn").Pool(min(cars, os.cpu_count() or 1)) as pool:
         pool.map(_write_car, [(str(f), per_car, i) for i, f in enumerate(folders)])
     written = time.perf_counter() - started
-    refit, refit_s, code = peak_rss_mb([
+    refit, refit_s, code, text = peak_rss_mb([
         sys.executable, "-m", "tools.sysid", "fit", "--logs", *map(str, folders), "--out", str(root / "models"),
         "--no-residual", "--quiet", "--cache", str(root / "cache")])
-    baseline, baseline_s, _ = peak_rss_mb([
+    baseline, baseline_s, _, counted = peak_rss_mb([
         sys.executable, "-c", "import sys; from controller.translog import load_steps, log_files; "
         "print(len(load_steps(log_files(sys.argv[1:]))))", *map(str, folders)])
-    return {"fleet_steps": per_car * cars, "fleet_cars": cars, "fleet_write_s": written,
+    fitted = int(text.split(" steps", 1)[0]) if code == 0 else -1  # "N steps, period ..."
+    return {"fleet_steps": int(counted.strip() or -1), "fleet_steps_fitted": fitted, "fleet_cars": cars, "fleet_write_s": written,
             "fleet_refit_rss_mb": refit, "fleet_refit_s": refit_s, "fleet_refit_exit": code,
             "load_steps_rss_mb": baseline, "load_steps_s": baseline_s}
 
