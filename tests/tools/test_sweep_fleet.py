@@ -55,3 +55,17 @@ def test_fleet_fit_recovers_the_parameters(fleet, tmp_path) -> None:
     assert report["steps"] == 2 * 1200
     for name, value in TRUE.items():
         assert report["kinematic"]["estimates"][name] == pytest.approx(value, abs=2e-3 * max(1.0, abs(value)))
+
+
+def test_windows_are_capped_evenly_and_line_up_across_delays(fleet, tmp_path) -> None:
+    from tools.sysid.data import windows
+
+    chosen, _ = blocks(load_fleet_steps([fleet / "car_a", fleet / "car_b"], tmp_path))
+    every = windows(chosen, 10, stride=1, delay=0, skip=3, max_windows=10**9)
+    capped = [windows(chosen, 10, stride=1, delay=d, skip=3, max_windows=50) for d in (0, 3)]
+    assert len(capped[0]) == 50 < len(every)
+    np.testing.assert_array_equal(capped[0].start, capped[1].start)  # the same moments
+    # A subset of the full set, spread from its first window to its last.
+    np.testing.assert_array_equal(capped[0].start[[0, -1]], every.start[[0, -1]])
+    rows = {tuple(r) for r in every.start}
+    assert all(tuple(r) in rows for r in capped[0].start)

@@ -34,6 +34,18 @@ def private_ray_env() -> None:
     if "RAY_AUTH_MODE" not in os.environ and "RAY_AUTH_TOKEN" not in os.environ:
         os.environ["RAY_AUTH_MODE"] = "token"
         os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
+    _reread_ray_settings()
+
+
+def _reread_ray_settings() -> None:
+    """Ray reads its settings (the auth mode among them) from the environment once, at import;
+    a process that imported it earlier re-reads them, as Ray itself does when it turns
+    token auth on."""
+    if "ray" in sys.modules:
+        from ray._raylet import AuthenticationTokenLoader, Config
+
+        Config.initialize("")
+        AuthenticationTokenLoader.instance().reset_cache()  # the token it read last time
 
 
 def _free_port() -> int:
@@ -76,6 +88,7 @@ class LocalCluster:
         for key, value in token.items():
             self._saved_env[key] = os.environ.get(key)
             os.environ[key] = value
+        _reread_ray_settings()
         try:
             self._start("head", ["--head", "--port", str(self.port), "--include-dashboard", "false"])
             for i in range(1, self.nodes):
@@ -101,6 +114,7 @@ class LocalCluster:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+        _reread_ray_settings()
 
     def __exit__(self, *exc: object) -> None:
         self.close()

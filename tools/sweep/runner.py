@@ -118,17 +118,18 @@ def run_serial(trials: Iterable[Trial]) -> Iterator[Row]:
 
 def init_ray(address: str | None, workers: int | None) -> bool:
     """Connect to Ray; True when this call started it (and so must shut it down)."""
+    from tools.sweep.cluster import private_ray_env
+
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if "ray" in sys.modules and sys.modules["ray"].is_initialized():
+        return False
+    if not address:
+        private_ray_env()  # before Ray reads its settings from the environment
     import ray
 
-    if ray.is_initialized():
-        return False
     if address:
         ray.init(address=address, log_to_driver=False)
     else:
-        from tools.sweep.cluster import private_ray_env
-
-        private_ray_env()
         ray.init(
             address="local",  # a new private instance, never one that happens to be running
             num_cpus=workers or os.cpu_count(),

@@ -15,6 +15,9 @@ import numpy as np
 from controller.translog import Steps
 
 STATE_DIM = 5  # the controller's models use x, y, steer, v, yaw
+#: Most windows a fit or an evaluation uses (about 3 minutes of driving at stride 2 and 20 Hz,
+#: more than a single session's refit usually has); beyond, they are spread evenly.
+MAX_WINDOWS = 2000
 
 
 class DataError(ValueError):
@@ -90,23 +93,35 @@ def blocks(steps: Steps, block_s: float = 10.0, holdout_every: int = 4) -> tuple
     return out, period
 
 
-def windows(chosen: list[Block], length: int, stride: int = 1, delay: int = 0, skip: int | None = None) -> Windows:
+def windows(
+    chosen: list[Block], length: int, stride: int = 1, delay: int = 0, skip: int | None = None,
+    max_windows: int | None = None,
+) -> Windows:
     """Windows of ``length`` steps; with ``delay`` d the action acting over step k is the one
     sent d periods earlier (an input dead time of d periods), so each window starts at least
     ``skip`` (default d) steps into its block. The same ``skip`` makes windows of different
     delays start at the same moments (compare models with different dead times like with like).
+
+    At most ``max_windows`` (default ``MAX_WINDOWS``), spread evenly over the data: a fleet's
+    logs (millions of steps) fit in bounded time and memory; the same moments for every delay.
     """
     skip = delay if skip is None else skip
     if skip < delay:
         raise ValueError("skip must be at least the delay")
-    starts, acts, meas = [], [], []
-    for b in chosen:
-        for s in range(skip, b.steps - length + 1, stride):
-            starts.append(b.states[s])
-            acts.append(b.actions[s - delay : s - delay + length])
-            meas.append(b.states[s + 1 : s + length + 1])
-    if not starts:
+    cap = MAX_WINDOWS if max_windows is None else max_windows
+    counts = np.array([len(range(skip, b.steps - length + 1, stride)) for b in chosen], dtype=np.int64)
+    total = int(counts.sum())
+    if total == 0:
         raise DataError(f"no window of {length} steps fits in the data")
+    picked = np.arange(total) if total <= cap else np.unique(np.linspace(0, total - 1, cap).round().astype(np.int64))
+    first = np.concatenate([[0], np.cumsum(counts)])
+    block_of = np.searchsorted(first, picked, side="right") - 1
+    starts, acts, meas = [], [], []
+    for i, k in zip(block_of.tolist(), (picked - first[block_of]).tolist()):
+        b, s = chosen[i], skip + k * stride
+        starts.append(b.states[s])
+        acts.append(b.actions[s - delay : s - delay + length])
+        meas.append(b.states[s + 1 : s + length + 1])
     return Windows(np.array(starts), np.array(acts), np.array(meas))
 
 
