@@ -50,10 +50,8 @@ def foxglove_parts(config, runtime, track_record, live_address):  # noqa: ANN001
             raise ValueError("--foxglove needs foxglove-sdk: pip install -e '.[foxglove]'") from None
         logging.getLogger("controller").info("no Foxglove topics in the log: foxglove-sdk is not installed")
         return None, None
-    from controller.planners.registry import planner_grid
-
-    params = runtime.model.params
-    scene = SceneEncoder(params.wheelbase, params.ref_to_rear, params.width, planner_grid(config.planner)[1])
+    params = runtime.model.params  # every planner config has dt (the combined one: its MPPI's)
+    scene = SceneEncoder(params.wheelbase, params.ref_to_rear, params.width, config.planner.dt)
     live = None
     if live_address:
         from controller.foxglove_live import LiveView
