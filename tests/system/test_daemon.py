@@ -66,9 +66,16 @@ def test_lap_in_lockstep_and_a_readable_log(start_daemon, planner) -> None:
 def assert_records_match_the_schemas(log_dir) -> None:
     """Every record the daemon wrote has the schema's required keys and only its properties."""
     from controller.translog import read_log
-    from controller.translog.schema import EVENT_SCHEMA, EVENT_TOPIC, STEP_SCHEMA, STEP_TOPIC
+    from controller.translog.schema import (
+        EVENT_SCHEMA,
+        EVENT_TOPIC,
+        STEP_SCHEMA,
+        STEP_TOPIC,
+        TRACK_SCHEMA,
+        TRACK_TOPIC,
+    )
 
-    schema_for = {STEP_TOPIC: STEP_SCHEMA, EVENT_TOPIC: EVENT_SCHEMA}
+    schema_for = {STEP_TOPIC: STEP_SCHEMA, EVENT_TOPIC: EVENT_SCHEMA, TRACK_TOPIC: TRACK_SCHEMA}
     seen = set()
     for record in read_log(log_dir):
         schema, data = schema_for[record.topic], record.data
@@ -77,7 +84,7 @@ def assert_records_match_the_schemas(log_dir) -> None:
         for nested in ("state", "action"):
             if record.topic == STEP_TOPIC and data.get(nested) is not None:
                 assert set(data[nested]) <= set(schema["properties"][nested]["properties"]), data[nested]
-    assert seen == {STEP_TOPIC, EVENT_TOPIC}
+    assert seen == {STEP_TOPIC, EVENT_TOPIC, TRACK_TOPIC}
 
 
 @pytest.mark.slow
