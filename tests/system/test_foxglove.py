@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import json
 import math
-import signal
 import subprocess
 import sys
 import time
@@ -24,7 +23,7 @@ from controller.track import load_track
 from controller.track.identity import describe
 from controller.translog import TransitionLog, load_steps
 from sim.__main__ import free_port
-from tests.system.daemons import FAST, ROOT
+from tests.system.daemons import FAST, ROOT, stop_process
 
 STATE = {"x": 50.0, "y": 0.0, "yaw": 0.0, "v": 10.0, "steer": 0.0}
 
@@ -81,13 +80,7 @@ class LiveDaemon:
         )
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        stop_process(self.proc)
 
 
 @pytest.mark.slow

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -16,13 +15,12 @@ from pathlib import Path
 
 import msgpack
 import pytest
-import zmq
 from prometheus_client.parser import text_string_to_metric_families
 
 from controller.client import main as client
 from sim.__main__ import free_port
 from controller.protocol_client import ControllerClient
-from tests.system.daemons import FAST, ROOT
+from tests.system.daemons import FAST, ROOT, stop_process
 from vehicle_models import ModelBundle, load_params, save_bundle
 
 STATE = {"x": 0.0, "y": 0.0, "yaw": 0.0, "v": 5.0, "steer": 0.0}
@@ -59,13 +57,7 @@ class OpsDaemon:
         return samples
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        stop_process(self.proc)
         self.notify.close()
 
 
