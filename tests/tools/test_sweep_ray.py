@@ -1,7 +1,7 @@
 """tools.sweep on real Ray: a private local Ray and a two-node cluster give the serial rows.
 
-One module, one cluster: ``LocalCluster`` starts ``ray start --head`` plus a second node
-(``ray start --address``) as child processes and stops them by handle when the module ends.
+One module, one cluster: ``LocalCluster`` starts a head node and a second node (separate
+raylets, one GCS, all on 127.0.0.1) and shuts them down by handle when the module ends.
 A cluster start takes tens of seconds on a 2-core machine; the trials are a few short ones.
 """
 
@@ -62,3 +62,16 @@ def test_two_node_cluster_equals_serial(serial, cluster, tmp_path) -> None:
 def test_local_ray_equals_serial(serial, tmp_path) -> None:
     run_sweep(expand(SPEC), tmp_path, executor="ray", workers=2)
     pd.testing.assert_frame_equal(_rows(tmp_path), serial)
+
+
+def test_the_cluster_is_two_nodes_on_loopback(cluster) -> None:
+    import ray
+
+    ray.init(address=cluster.address, log_to_driver=False)
+    try:
+        nodes = [n for n in ray.nodes() if n["Alive"]]
+        gcs = ray.get_runtime_context().gcs_address
+    finally:
+        ray.shutdown()
+    assert len(nodes) == 2
+    assert {n["NodeManagerAddress"] for n in nodes} == {"127.0.0.1"} and gcs.startswith("127.0.0.1:")

@@ -1,36 +1,38 @@
-"""A real multi-node Ray cluster on this machine, for tests and benchmarks.
+"""A real multi-node Ray cluster on this machine, for tests and benchmarks, on loopback only.
 
-``LocalCluster`` runs ``ray start --head --block`` and one ``ray start --address --block`` per
-extra node as child processes; each ``--block`` process owns its node's Ray processes and
-takes them down on SIGTERM, so leaving the context ends exactly what it started, by handle.
+``LocalCluster`` starts a head node (GCS and raylet) and one more raylet per extra node through
+``ray.cluster_utils.Cluster``: separate processes, each node with its own CPUs and workers,
+joined through the head's GCS as ``ray start --address`` joins them; leaving the context shuts
+down exactly the nodes it started, by handle.
+
+Loopback: Ray replaces 127.0.0.1 by the machine's routable address wherever it resolves a node
+or GCS address (``services.resolve_ip_for_localhost``), even with ``--node-ip-address
+127.0.0.1`` and ``_node_ip_address``, unless it believes it runs single-machine
+(``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, named for the platforms where that is the default).
+With that setting ``ray start --address`` refuses to add a node, so the nodes are started
+through ``cluster_utils`` instead, and every listener, node address and driver connection
+stays on 127.0.0.1 (checked with ``ss -ltn`` and ``ray.nodes()``). A private local Ray
+(``private_ray_env``) uses the same setting.
 
 Ray (2.5x and later) authenticates its RPCs with a token. The cluster gets a fresh one, in
-``RAY_AUTH_TOKEN`` of its processes and of this process (a driver here joins with it), so
-nothing is read from or written to ``~/.ray``. ``ray start`` advertises the machine's
-routable address even when given ``--node-ip-address 127.0.0.1`` (it replaces loopback, so
-that other hosts could join); the token is what keeps others out.
+``RAY_AUTH_TOKEN`` of this process and so of the nodes it starts, so nothing is read from or
+written to ``~/.ray``.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
-import time
-from pathlib import Path
-from typing import Any
 
-STARTED_LINE = "Ray runtime started"
+LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}  #: see the module docstring
 
 
 def private_ray_env() -> None:
     """Token auth with a fresh token for a Ray this process starts, unless the caller set one;
     no usage statistics."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.update(LOOPBACK_ENV)
     if "RAY_AUTH_MODE" not in os.environ and "RAY_AUTH_TOKEN" not in os.environ:
         os.environ["RAY_AUTH_MODE"] = "token"
         os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
@@ -42,78 +44,70 @@ def _reread_ray_settings() -> None:
     a process that imported it earlier re-reads them, as Ray itself does when it turns
     token auth on."""
     if "ray" in sys.modules:
+        from ray._private import ray_constants
         from ray._raylet import AuthenticationTokenLoader, Config
 
         Config.initialize("")
         AuthenticationTokenLoader.instance().reset_cache()  # the token it read last time
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        ray_constants.ENABLE_RAY_CLUSTER = ray_constants.env_bool(
+            ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR, not ray_constants.IS_WINDOWS_OR_OSX
+        )
 
 
 class LocalCluster:
     """``with LocalCluster(nodes=2, cpus_per_node=1) as cluster: ... cluster.address``."""
 
-    def __init__(self, nodes: int = 2, cpus_per_node: int = 1, start_timeout_s: float = 180.0,
-                 object_store_mb: int = 80):
+    def __init__(self, nodes: int = 2, cpus_per_node: int = 1, object_store_mb: int = 80):
         self.nodes, self.cpus_per_node = nodes, cpus_per_node
-        self.start_timeout_s = start_timeout_s
         self.object_store_mb = object_store_mb
-        self.port = _free_port()
-        self.address = f"127.0.0.1:{self.port}"
-        self._procs: list[subprocess.Popen[Any]] = []
-        self._logs = Path(tempfile.mkdtemp(prefix="ray-cluster-"))
+        self.address = ""
+        self._cluster = None
         self._saved_env: dict[str, str | None] = {}
 
-    def _start(self, name: str, args: list[str]) -> None:
-        ray = str(Path(sys.executable).with_name("ray"))
-        common = ["--block", "--num-cpus", str(self.cpus_per_node), "--node-ip-address", "127.0.0.1",
-                  "--object-store-memory", str(self.object_store_mb * 2**20), "--disable-usage-stats"]
-        log = self._logs / f"{name}.log"
-        with open(log, "w") as out:
-            proc = subprocess.Popen([ray, "start", *args, *common], stdout=out, stderr=subprocess.STDOUT,
-                                    start_new_session=True)
-        self._procs.append(proc)
-        deadline = time.monotonic() + self.start_timeout_s
-        while STARTED_LINE not in log.read_text():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"ray node {name} did not start:\n{log.read_text()[-2000:]}")
-            time.sleep(0.5)
+    def _node_args(self) -> dict:
+        return {
+            "num_cpus": self.cpus_per_node,
+            "node_ip_address": "127.0.0.1",
+            "object_store_memory": self.object_store_mb * 2**20,
+        }
 
     def __enter__(self) -> LocalCluster:
-        token = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32), "RAY_USAGE_STATS_ENABLED": "0"}
-        for key, value in token.items():
+        settings = LOOPBACK_ENV | {
+            "RAY_AUTH_MODE": "token",
+            "RAY_AUTH_TOKEN": secrets.token_hex(32),
+            "RAY_USAGE_STATS_ENABLED": "0",
+        }
+        for key, value in settings.items():
             self._saved_env[key] = os.environ.get(key)
             os.environ[key] = value
         _reread_ray_settings()
         try:
-            self._start("head", ["--head", "--port", str(self.port), "--include-dashboard", "false"])
-            for i in range(1, self.nodes):
-                self._start(f"node{i}", ["--address", self.address])
+            from ray.cluster_utils import Cluster
+
+            self._cluster = Cluster(
+                initialize_head=True,
+                head_node_args=self._node_args() | {"include_dashboard": False},
+                shutdown_at_exit=True,
+            )
+            for _ in range(1, self.nodes):
+                self._cluster.add_node(**self._node_args())
+            self._cluster.wait_for_nodes()
+            self.address = self._cluster.address
         except BaseException:
             self.close()
             raise
         return self
 
     def close(self) -> None:
-        for proc in reversed(self._procs):  # workers first, the head last
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in reversed(self._procs):
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        self._procs.clear()
+        if self._cluster is not None:
+            self._cluster.shutdown()
+            self._cluster = None
         for key, value in self._saved_env.items():
             if value is None:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+        self._saved_env.clear()
         _reread_ray_settings()
 
     def __exit__(self, *exc: object) -> None:
