@@ -135,6 +135,7 @@ class LogRelay:
 
     def __init__(self, path: Path) -> None:
         self.path, self.offset = path, 0
+        self.ready = False  #: the daemon printed its ``ready:`` line (it is bound and serving)
 
     def relay(self) -> None:
         try:
@@ -147,6 +148,7 @@ class LogRelay:
         self.offset += end
         for line in chunk[:end].decode(errors="replace").splitlines():
             if line.strip():
+                self.ready = self.ready or line.startswith("ready: ")
                 print(f"  daemon: {self._STAMP.sub('', line)}", flush=True)
 
 
@@ -248,10 +250,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
             print("waiting for the daemon to load the track, build and warm up the planner ...", flush=True)
             relay = LogRelay(out / "daemon.log")
             started = time.perf_counter()
+            # Ping only once the daemon says it serves: pings sent before it binds queue up
+            # in the client's socket and arrive at once, where the daemon sheds them as a flood.
             while True:
                 relay.relay()
                 try:
-                    client.wait_ready(0.5)
+                    if not relay.ready:
+                        time.sleep(0.1)
+                        raise DaemonUnavailable("not ready yet")
+                    client.wait_ready(1.0)
                     break
                 except DaemonUnavailable:
                     if daemon.poll() is not None:
