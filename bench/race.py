@@ -31,7 +31,6 @@ import argparse
 import json
 import math
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -46,7 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from controller.track import Track, load_track  # noqa: E402
-from sim.__main__ import free_port  # noqa: E402
+from sim.__main__ import free_port, stop_process  # noqa: E402
 from sim.cars import make_true_car, reference_lap_for  # noqa: E402
 from sim.closed_loop import start_state  # noqa: E402
 from sim.episode import EpisodeConfig, run_episode  # noqa: E402
@@ -98,13 +97,7 @@ def daemon(
                         raise SystemExit(f"the daemon did not start; see {log}") from None
         yield endpoint
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc)
 
 
 def drive_lap(endpoint: str, track: Track, args: argparse.Namespace) -> dict[str, Any]:

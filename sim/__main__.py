@@ -52,6 +52,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def stop_process(proc: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL after 15 s: a daemon we started ends, bounded in time."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
 def add_episode_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--track", default="circle", help="built-in name or TUM CSV (default: circle)")
     p.add_argument("--vehicle", default="passenger_car", help="true car's parameter set")
@@ -280,13 +291,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             stats = client.stats() if daemon.poll() is None else None
             report(summary, stats, out / "summary.json")
     finally:
-        if daemon.poll() is None:
-            daemon.send_signal(signal.SIGTERM)
-            try:
-                daemon.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                daemon.kill()
-                daemon.wait()
+        stop_process(daemon)
     print(f"daemon stopped (exit {daemon.returncode}); transition log in {out / 'logs'}")
     if summary.end_reason == "interrupted":
         return 130

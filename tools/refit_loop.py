@@ -19,7 +19,6 @@ rebuilds its delay compensation from the new bundle, with max(configured, fitted
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 import time
@@ -33,7 +32,7 @@ import torch
 from controller.protocol_client import DaemonUnavailable
 from controller.translog import load_steps
 from controller.track import load_track
-from sim.__main__ import free_port
+from sim.__main__ import free_port, stop_process
 from sim.closed_loop import start_state
 from sim.episode import EpisodeConfig, Summary, run_episode
 from sim.remote import ControllerClient
@@ -101,14 +100,6 @@ def _start_daemon(work: Path, s: LoopSettings, models: Path, logs: Path, dead_ti
         return subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT), endpoint
 
 
-def _stop(daemon: subprocess.Popen) -> None:
-    daemon.send_signal(signal.SIGTERM)
-    try:
-        daemon.wait(20)
-    except subprocess.TimeoutExpired:
-        daemon.kill()
-
-
 def run_loop(work: Path, s: LoopSettings = LoopSettings(), progress: bool = False) -> dict[str, Any]:
     models, logs = work / "models", work / "logs"
     base = wrong_bundle(models, s)
@@ -124,7 +115,7 @@ def run_loop(work: Path, s: LoopSettings = LoopSettings(), progress: bool = Fals
             after = _drive(client, s)
         after_dead_time = max(s.configured_dead_time, float(report["dead_time_s"]))
     finally:
-        _stop(daemon)
+        stop_process(daemon)
 
     # Held out: the laps driven after the reload (the last episode), never seen by the fit.
     steps = load_steps(logs)

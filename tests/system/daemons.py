@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from sim.__main__ import free_port
+from sim.__main__ import free_port, stop_process
 from sim.remote import ControllerClient
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,15 +40,5 @@ class DaemonProcess:
         self.output.close()
         return self.proc.returncode
 
-
-def stop_process(proc: subprocess.Popen) -> None:
-    """SIGTERM, then SIGKILL after 15 s: a process a test started ends, bounded in time."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
 
 
