@@ -46,7 +46,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
 
 from vehicle_models.integrators import rk4
@@ -54,6 +54,7 @@ from vehicle_models.layout import ACTION_DIM, Action, State
 from vehicle_models.mathops import TORCH
 from vehicle_models.single_track import (
     GRAVITY,
+    ChassisParams,
     constrain_accel,
     constrain_steer_rate,
     read_vehicle_section,
@@ -112,17 +113,10 @@ class PacejkaCoefficients(BaseModel):
     r_vy6: float = Field(-10.704, description="its variation with slip ratio [-]")
 
 
-class DriftParams(BaseModel):
+class DriftParams(ChassisParams):
     """Parameters of the single-track drift model. CommonRoad names in brackets."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
     model: Literal["std"] = Field("std", description="which true-car model these parameters are for")
-    mass: float = Field(gt=0, description="vehicle mass m [kg] (m)")
-    yaw_inertia: float = Field(gt=0, description="moment of inertia about z, I_z [kg m^2] (I_z)")
-    l_f: float = Field(gt=0, description="CoG to front axle [m] (a)")
-    l_r: float = Field(gt=0, description="CoG to rear axle [m] (b)")
-    cog_height: float = Field(ge=0, description="height of the CoG, h [m] (h_s)")
     wheel_radius: float = Field(gt=0, description="effective wheel radius [m] (R_w)")
     wheel_inertia: float = Field(gt=0, description="wheel inertia about its axle [kg m^2] (I_y_w)")
     brake_front: float = Field(
@@ -131,35 +125,7 @@ class DriftParams(BaseModel):
     drive_front: float = Field(
         0.0, ge=0, le=1, description="share of the drive torque on the front axle [-] (T_se)"
     )
-    steer_min: float = Field(-1.066, description="lower steering-angle stop [rad] (steering.min)")
-    steer_max: float = Field(1.066, description="upper steering-angle stop [rad] (steering.max)")
-    steer_rate_min: float = Field(-0.4, description="lower steering rate [rad/s] (steering.v_min)")
-    steer_rate_max: float = Field(0.4, description="upper steering rate [rad/s] (steering.v_max)")
-    speed_min: float = Field(-13.9, description="lowest speed [m/s] (longitudinal.v_min)")
-    speed_max: float = Field(50.8, description="highest speed [m/s] (longitudinal.v_max)")
-    v_switch: float = Field(
-        7.319, gt=0, description="above it the drive limit is a_max v_switch / v [m/s]"
-    )
-    accel_max: float = Field(
-        11.5, gt=0, description="largest |acceleration|, a_max [m/s^2] (longitudinal.a_max)"
-    )
     tyre: PacejkaCoefficients = Field(PacejkaCoefficients(), description="both axles' tyres")
-
-    @model_validator(mode="after")
-    def _check_limits(self) -> DriftParams:
-        for lo, hi in (
-            ("steer_min", "steer_max"),
-            ("steer_rate_min", "steer_rate_max"),
-            ("speed_min", "speed_max"),
-        ):
-            if not getattr(self, lo) < getattr(self, hi):
-                raise ValueError(f"{lo} must be below {hi}")
-        return self
-
-    @property
-    def wheelbase(self) -> float:
-        """L = l_f + l_r [m]."""
-        return self.l_f + self.l_r
 
     @property
     def mu(self) -> float:

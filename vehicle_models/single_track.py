@@ -55,8 +55,9 @@ GRAVITY = 9.81  #: [m/s^2], CommonRoad's value
 KINEMATIC_BELOW_MPS = 0.1  #: below this |v| [m/s] the kinematic model applies (CommonRoad's)
 
 
-class SingleTrackParams(BaseModel):
-    """Parameters of the dynamic single-track model. CommonRoad names in brackets."""
+class ChassisParams(BaseModel):
+    """What CommonRoad's single-track models share: mass, geometry and the actuator and speed
+    limits. CommonRoad names in brackets."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -65,13 +66,6 @@ class SingleTrackParams(BaseModel):
     l_f: float = Field(gt=0, description="CoG to front axle [m] (a)")
     l_r: float = Field(gt=0, description="CoG to rear axle [m] (b)")
     cog_height: float = Field(ge=0, description="height of the CoG, h [m] (h_s)")
-    mu: float = Field(gt=0, description="friction coefficient [-] (tire.p_dy1)")
-    stiffness_front: float = Field(
-        gt=0, description="front cornering stiffness per load and friction, C_Sf [1/rad]"
-    )
-    stiffness_rear: float = Field(
-        gt=0, description="rear cornering stiffness per load and friction, C_Sr [1/rad]"
-    )
     steer_min: float = Field(-1.066, description="lower steering-angle stop [rad] (steering.min)")
     steer_max: float = Field(1.066, description="upper steering-angle stop [rad] (steering.max)")
     steer_rate_min: float = Field(-0.4, description="lower steering rate [rad/s] (steering.v_min)")
@@ -84,10 +78,9 @@ class SingleTrackParams(BaseModel):
     accel_max: float = Field(
         11.5, gt=0, description="largest |acceleration|, a_max [m/s^2] (longitudinal.a_max)"
     )
-    tyre: TyreModel = Field(LinearTyre(), description="lateral tyre model of both axles")
 
     @model_validator(mode="after")
-    def _check_limits(self) -> SingleTrackParams:
+    def _check_limits(self) -> ChassisParams:
         for lo, hi in (
             ("steer_min", "steer_max"),
             ("steer_rate_min", "steer_rate_max"),
@@ -101,6 +94,19 @@ class SingleTrackParams(BaseModel):
     def wheelbase(self) -> float:
         """L = l_f + l_r [m]."""
         return self.l_f + self.l_r
+
+
+class SingleTrackParams(ChassisParams):
+    """Parameters of the dynamic single-track model. CommonRoad names in brackets."""
+
+    mu: float = Field(gt=0, description="friction coefficient [-] (tire.p_dy1)")
+    stiffness_front: float = Field(
+        gt=0, description="front cornering stiffness per load and friction, C_Sf [1/rad]"
+    )
+    stiffness_rear: float = Field(
+        gt=0, description="rear cornering stiffness per load and friction, C_Sr [1/rad]"
+    )
+    tyre: TyreModel = Field(LinearTyre(), description="lateral tyre model of both axles")
 
 
 def read_vehicle_section(name_or_path: str | Path, section: str) -> dict[str, Any]:
