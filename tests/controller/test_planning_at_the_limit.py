@@ -1,0 +1,76 @@
+"""Planning at the limit in closed loop (issue 10): the friction-circle term and the racing cost.
+
+The planners drive the kinematic bicycle (the plant is the planner's own model, so what is
+measured is the cost's effect, not model error) on a generated track, seeded, in lockstep.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import pytest
+import torch
+
+from controller.costs import CostConfig, CostWeights, TrackCost, lateral_accel
+from controller.planners.ilqr import ILQR, ILQRConfig
+from controller.planners.mppi import MPPI, MPPIConfig
+from controller.track import Track, load_track
+from sim.closed_loop import start_state
+from vehicle_models import KinematicBicycle, load_params
+from vehicle_models.mathops import TORCH
+
+PARAMS = load_params("passenger_car")
+MODEL = KinematicBicycle(PARAMS, 0.05)
+G = 9.81
+
+
+class Drive(NamedTuple):
+    combined: list[float]  #: commanded |(a_lon, a_lat)| per step [m/s^2]
+    lateral: list[float]  #: offset from the centre line per step [m]
+    room: list[float]  #: usable half width on the offset's side per step [m]
+    progress: float  #: arc length driven [m]
+
+
+def drive(planner_kind: str, config: CostConfig, track: Track, steps: int, speed: float = 12.0) -> Drive:
+    cost = TrackCost(config, track, PARAMS)
+    if planner_kind == "mppi":
+        planner = MPPI(MPPIConfig(num_samples=512, horizon=30), MODEL, cost, PARAMS.action_low, PARAMS.action_high)
+    else:
+        planner = ILQR(ILQRConfig(horizon=30), MODEL, cost, PARAMS.action_low, PARAMS.action_high)
+    x = start_state(track, speed, s=10.0).float()
+    last, warm = torch.zeros(2), None
+    combined, lateral, room = [], [], []
+    s_prev, progress = 10.0, 0.0
+    for _ in range(steps):
+        plan = planner.plan(x, warm, last)
+        u = plan.actions[0]
+        x = MODEL.step(x, u)
+        combined.append(math.hypot(float(u[1]), float(lateral_accel(TORCH, PARAMS, x, u, 5))))
+        p = cost.lookup.project(x[0:1], x[1:2], x[4:5])
+        lat = float(p.lateral[0])
+        lateral.append(lat)
+        room.append(float(p.width_left[0] if lat > 0 else p.width_right[0]))
+        s = float(p.s[0])
+        progress += (s - s_prev + 0.5 * cost.length) % cost.length - 0.5 * cost.length
+        s_prev = s
+        warm, last = torch.cat([plan.actions[1:], plan.actions[-1:]]), u
+    return Drive(combined, lateral, room, progress)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("planner_kind", ["mppi", "ilqr"])
+def test_the_friction_term_keeps_the_commanded_acceleration_inside_the_circle(planner_kind: str) -> None:
+    """A speed reference that asks for more than the tyres have (20 m/s, 12 m/s^2 in corners,
+    from 12 m/s): without the term the planners accelerate flat out at accel_max 11.5 and
+    corner past mu g; with it (budget 0.8 mu g) they stay within the guard's 0.85 mu g."""
+    track = load_track("random:0")
+    aggressive = dict(target_speed=20.0, max_lateral_accel=12.0, profile_accel=4.0, profile_decel=6.0)
+    limit = 0.85 * PARAMS.mu * G  # safety.traction.margin's default budget
+    over = {}
+    for weight in (0.0, 1000.0):
+        config = CostConfig(**aggressive, weights=CostWeights(friction=weight), friction_margin=0.8)
+        run = drive(planner_kind, config, track, steps=150)
+        over[weight] = sum(a > limit for a in run.combined)
+    assert over[0.0] >= 10, over  # the scenario does ask for too much
+    assert over[1000.0] <= over[0.0] // 2, over
