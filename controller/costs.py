@@ -10,6 +10,7 @@ Residuals (SI units; track quantities from the projection of the reference point
     lateral       e_y                        signed offset from the centre line [m]
     heading       wrap(yaw - theta(s))       heading error [rad]
     speed         v - v_ref(s)               speed error [m/s]
+    overspeed     max(0, v - v_ref(s))       speed above the reference: a soft cap (racing) [m/s]
     boundary      max(0, |e_y| - room)       intrusion past the usable half width [m], where
                                              room = width_side(s) - vehicle width / 2 - margin
     friction      max(0, |a| - m mu g)/(mu g) combined acceleration a = (a_lon, a_lat) past the
@@ -54,6 +55,9 @@ class CostWeights(BaseModel):
     lateral: float = Field(2.0, ge=0, description="per m^2 of lateral offset, per step")
     heading: float = Field(5.0, ge=0, description="per rad^2 of heading error, per step")
     speed: float = Field(1.0, ge=0, description="per (m/s)^2 of speed error, per step")
+    overspeed: float = Field(
+        0.0, ge=0, description="per (m/s)^2 above the speed reference, per step (a soft cap)"
+    )
     progress: float = Field(0.0, ge=0, description="per m of arc length gained (racing mode)")
     boundary: float = Field(500.0, ge=0, description="per m^2 of intrusion past the edge")
     friction: float = Field(
@@ -163,6 +167,7 @@ STATE_RESIDUALS: dict[str, Callable[[Any, Features, CostConstants], Any]] = {
     "lateral": lambda ops, f, c: f.lateral,
     "heading": lambda ops, f, c: f.heading_error,
     "speed": lambda ops, f, c: f.speed_error,
+    "overspeed": lambda ops, f, c: ops.relu(f.speed_error),
     "boundary": _boundary_residual,
     "friction": _friction_residual,
 }

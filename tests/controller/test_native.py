@@ -58,7 +58,7 @@ def test_rollout_costs_and_states_equal_the_torch_path(track_name: str, members:
     track = load_track(track_name)
     model = make_model(members)
     # friction on: the random actions brake up to 9 m/s^2, past the 0.8 mu g budget
-    weights = CostWeights(progress=1.0, friction=50.0, disagreement=0.5 if members > 1 else 0.0)
+    weights = CostWeights(progress=1.0, friction=50.0, overspeed=2.0, disagreement=0.5 if members > 1 else 0.0)
     cost = TrackCost(CostConfig(weights=weights), track, PARAMS)
     g = torch.Generator().manual_seed(members)
     H, K = 30, 300  # K not a multiple of the block width: the padding lanes must not leak
@@ -209,7 +209,7 @@ def test_cost_quadratization_equals_the_torch_one(friction: float) -> None:
     track = load_track("figure_eight")
     model = make_model(1)
     # A budget of 0.1 mu g: the trajectory's corners and speed changes exceed it at some steps.
-    config = CostConfig(weights=CostWeights(progress=0.5, friction=friction), friction_margin=0.1)
+    config = CostConfig(weights=CostWeights(progress=0.5, friction=friction, overspeed=friction / 100), friction_margin=0.1)
     cost = TrackCost(config, track, PARAMS)
     native = NativeProblem(model, cost, LOW, HIGH, num_threads=1)
     _, U, X = ilqr_trajectory(model, track, seed=1)

@@ -15,6 +15,7 @@ import torch
 from controller.costs import CostConfig, CostWeights, TrackCost, lateral_accel
 from controller.planners.ilqr import ILQR, ILQRConfig
 from controller.planners.mppi import MPPI, MPPIConfig
+from controller.planners.noise import NoiseConfig
 from controller.track import Track, load_track
 from sim.closed_loop import start_state
 from vehicle_models import KinematicBicycle, load_params
@@ -23,6 +24,7 @@ from vehicle_models.mathops import TORCH
 PARAMS = load_params("passenger_car")
 MODEL = KinematicBicycle(PARAMS, 0.05)
 G = 9.81
+HORIZON = 40  #: 2 s at dt 0.05, as configs/race.yaml
 
 
 class Drive(NamedTuple):
@@ -32,12 +34,15 @@ class Drive(NamedTuple):
     progress: float  #: arc length driven [m]
 
 
-def drive(planner_kind: str, config: CostConfig, track: Track, steps: int, speed: float = 12.0) -> Drive:
+def drive(
+    planner_kind: str, config: CostConfig, track: Track, steps: int, speed: float = 12.0, **mppi: object
+) -> Drive:
     cost = TrackCost(config, track, PARAMS)
     if planner_kind == "mppi":
-        planner = MPPI(MPPIConfig(num_samples=512, horizon=30), MODEL, cost, PARAMS.action_low, PARAMS.action_high)
+        mppi_config = MPPIConfig(num_samples=512, horizon=HORIZON, **mppi)  # type: ignore[arg-type]
+        planner = MPPI(mppi_config, MODEL, cost, PARAMS.action_low, PARAMS.action_high)
     else:
-        planner = ILQR(ILQRConfig(horizon=30), MODEL, cost, PARAMS.action_low, PARAMS.action_high)
+        planner = ILQR(ILQRConfig(horizon=HORIZON), MODEL, cost, PARAMS.action_low, PARAMS.action_high)
     x = start_state(track, speed, s=10.0).float()
     last, warm = torch.zeros(2), None
     combined, lateral, room = [], [], []
@@ -74,3 +79,34 @@ def test_the_friction_term_keeps_the_commanded_acceleration_inside_the_circle(pl
         over[weight] = sum(a > limit for a in run.combined)
     assert over[0.0] >= 10, over  # the scenario does ask for too much
     assert over[1000.0] <= over[0.0] // 2, over
+
+
+#: The racing cost (docs/racing.md, "Planning at the limit"): progress inside the bounds, no
+#: centre line, no speed reference, the friction circle on.
+RACING = CostConfig(
+    boundary_margin=0.5,
+    weights=CostWeights(lateral=0.0, heading=0.5, speed=0.0, progress=5.0, friction=1000.0),
+)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("planner_kind", ["mppi", "ilqr"])
+def test_the_racing_cost_takes_its_own_line_inside_the_bounds(planner_kind: str) -> None:
+    """On a track with corners (the figure eight's 8 m wide loops), the racing cost drives
+    further in the same time than tracking the centre line at the friction-limited speed
+    profile (0.8 mu g in corners), by using the width, and stays inside the bounds."""
+    track = load_track("figure_eight")
+    tracking = CostConfig(
+        target_speed=25.0, max_lateral_accel=7.8, profile_accel=4.0, profile_decel=6.0,
+        weights=CostWeights(friction=1000.0),
+    )
+    noise = {"noise": NoiseConfig(sigma=(0.1, 1.5))} if planner_kind == "mppi" else {}
+    runs = {name: drive(planner_kind, config, track, steps=250, **noise)
+            for name, config in (("tracking", tracking), ("racing", RACING))}
+    half = 0.5 * PARAMS.width
+    for name, run in runs.items():
+        inside = [abs(lat) + half <= room for lat, room in zip(run.lateral, run.room)]
+        assert all(inside), f"{name}: {inside.count(False)} steps past an edge"
+    widest = {name: max(abs(lat) for lat in run.lateral) for name, run in runs.items()}
+    assert widest["racing"] > 2.0 > widest["tracking"], widest  # its own line, not the centre line
+    assert runs["racing"].progress > 1.04 * runs["tracking"].progress, {n: r.progress for n, r in runs.items()}
