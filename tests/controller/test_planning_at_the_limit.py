@@ -72,13 +72,16 @@ def test_the_friction_term_keeps_the_commanded_acceleration_inside_the_circle(pl
     track = load_track("random:0")
     aggressive = dict(target_speed=20.0, max_lateral_accel=12.0, profile_accel=4.0, profile_decel=6.0)
     limit = 0.85 * PARAMS.mu * G  # safety.traction.margin's default budget
-    over = {}
+    over, peak = {}, {}
     for weight in (0.0, 1000.0):
         config = CostConfig(**aggressive, weights=CostWeights(friction=weight), friction_margin=0.8)
         run = drive(planner_kind, config, track, steps=150)
         over[weight] = sum(a > limit for a in run.combined)
+        peak[weight] = max(run.combined)
+    # measured: MPPI 56 -> 6 steps, peak 19.5 -> 9.4 m/s^2; iLQR 13 -> 6, 12.3 -> 9.4
     assert over[0.0] >= 10, over  # the scenario does ask for too much
-    assert over[1000.0] <= over[0.0] // 2, over
+    assert over[1000.0] < 0.6 * over[0.0], over
+    assert peak[1000.0] < peak[0.0] - 2.0, peak
 
 
 #: The racing cost (docs/racing.md, "Planning at the limit"): progress inside the bounds, no
