@@ -100,3 +100,22 @@ def test_gauss_newton_gradient_of_the_term_is_the_cost_gradient() -> None:
     assert float(q.l_z[1:].abs().max()) > 0.1  # the term is active
     torch.testing.assert_close(q.l_z[1:, :5], dX[1:], rtol=1e-9, atol=1e-9)
     torch.testing.assert_close(q.l_z[1:, 5:], dU, rtol=1e-9, atol=1e-9)
+
+
+def test_a_dynamic_state_is_charged_through_its_yaw_rate() -> None:
+    """The 7-field layout (State.YAW_RATE): a_lat = v yaw_rate, and iLQR's derivatives
+    (generated from the same function for that layout) are the cost's gradient."""
+    params = load_params("passenger_car")
+    weights = CostWeights(lateral=0, heading=0, speed=0, boundary=0, effort=(0, 0), rate=(0, 0), friction=10.0)
+    cost = TrackCost(CostConfig(weights=weights), load_track("circle"), params, torch.float64)
+    X = torch.zeros(6, 7, dtype=torch.float64)
+    X[:, 3], X[:, 5] = 15.0, torch.linspace(0.2, 0.8, 6, dtype=torch.float64)  # 3 .. 12 m/s^2 lateral
+    U = torch.full((5, 2), 2.0, dtype=torch.float64)
+    last = torch.zeros(2, dtype=torch.float64)
+    q = cost.quadratize(X, U, last)
+    Xg, Ug = X.clone().requires_grad_(True), U.clone().requires_grad_(True)
+    total = cost.evaluate(Xg.unsqueeze(1), Ug.unsqueeze(1), last).total.sum()
+    dX, dU = torch.autograd.grad(total, (Xg, Ug))
+    assert float(dX[-1, 5]) > 0 and float(dX[1, 5]) == 0.0  # only past the budget
+    torch.testing.assert_close(q.l_z[1:, :7], dX[1:], rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(q.l_z[1:, 7:], dU, rtol=1e-9, atol=1e-9)
