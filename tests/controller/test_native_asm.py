@@ -30,6 +30,7 @@ FMAS_PER_ROW = 8
 pytestmark = [
     pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="x86-64 targets"),
     pytest.mark.skipif(shutil.which("objdump") is None, reason="needs objdump (binutils)"),
+    pytest.mark.skipif(not any(map(shutil.which, ("cc", "gcc", "clang"))), reason="needs a C compiler"),
 ]
 
 _LINE = re.compile(r"^\s*([0-9a-f]+):\s+(\S+)\s*(.*)$")
