@@ -157,3 +157,32 @@ def test_unmeasured_yaw_rate_and_slip_get_the_kinematic_estimate() -> None:
     assert rate == pytest.approx(12.0 * np.cos(slip) * np.tan(0.05) / PARAMS.wheelbase)
     measured = np.array([0.0, 0.0, 0.05, 12.0, 0.3, 0.1, 0.0])
     assert not fill_unmeasured(measured, PARAMS) and measured[5] == 0.1
+
+
+def test_the_core_follows_a_reload_from_five_to_seven_fields_and_back() -> None:
+    import numpy as np
+
+    from controller.config import DaemonConfig
+    from controller.core import ControlCore
+    from controller.costs import TrackCost
+    from controller.planners.mppi import MPPIConfig
+    from controller.planners.registry import build_planner
+    from controller.track import load_track, start_state
+
+    track = load_track("circle")
+    cost = TrackCost(DaemonConfig().cost, track, PARAMS, torch.float32)
+    config = MPPIConfig(num_samples=64, horizon=10, backend="torch", compile=False)
+
+    def planner_for(bundle: ModelBundle):
+        return build_planner(config, bundle.build(DT), cost, PARAMS)
+
+    core = ControlCore(planner_for(ModelBundle("k", PARAMS)), PARAMS, DT, 1.0)
+    wire = np.full(7, np.nan)
+    wire[:5] = start_state(track, 8.0).numpy()
+    assert core.step(wire, 0.0).status == "ok" and core.state_dim == 5
+    core.replace_planner(planner_for(dynamic_bundle("kinematic_dynamic_state")))
+    assert core.state_dim == 7
+    outcome = core.step(wire, 0.05)  # no yaw_rate/slip sent: the kinematic estimate fills them
+    assert outcome.status == "ok" and np.isfinite(outcome.action).all()
+    core.replace_planner(planner_for(ModelBundle("k", PARAMS)))
+    assert core.state_dim == 5 and core.step(wire, 0.1).status == "ok"

@@ -74,7 +74,7 @@ def prediction_rmse(model, w: Windows, period: float) -> dict[str, dict[str, flo
 def table(rows: dict[str, dict[str, dict[str, float]]]) -> str:
     horizons = [f"{h:g}s" for h in HORIZONS_S]
     with_rate = any("yaw_rate" in r.get(h, {}) for r in rows.values() for h in horizons)
-    width = 30
+    width = 36
     head = f"{'model':<{width}}" + "".join(f"{'pos@' + h:>11}{'yaw@' + h:>11}" for h in horizons)
     if with_rate:
         head += f"{'v@1s':>10}{'yaw_rate@1s':>13}"
