@@ -12,6 +12,7 @@ import torch
 
 from controller.translog import TransitionLog
 from sim.cars import make_true_car
+from tools.sysid.compare import compare_bundles
 from tools.sysid.fit import FitOptions, run_fit
 from tools.sysid.tyre_fit import fit_tyres
 from vehicle_models.bundle import load_bundle
@@ -65,6 +66,11 @@ def test_stiffness_moves_to_the_true_cars_from_a_wrong_start_and_mu_is_held(tmp_
     bundle = load_bundle(report["bundle"])
     assert bundle.nominal == "single_track" and bundle.state_dim == 7
     assert bundle.single_track.stiffness_front == pytest.approx(tyres["estimates"]["stiffness_front"])
+    # The same comparison on logs none was fitted on: a second drive with another seed.
+    drive_true_car(tmp_path / "other", seconds=20.0, seed=1)
+    rows = compare_bundles([str(tmp_path / "other")], [report["bundle"]])
+    assert list(rows) == ["kinematic (passenger_car)", "single_track"]
+    assert rows["single_track"]["1s"]["yaw_rate"] < rows["kinematic (passenger_car)"]["1s"]["yaw_rate"]
 
 
 def test_mu_is_fitted_where_the_transitions_reach_the_limit() -> None:

@@ -7,6 +7,9 @@ Many --logs sources (cars, days) are read as one Arrow dataset (tools/sysid/flee
 holds its arrays, never every record at once; --cache keeps the converted logs for the next refit.
     python -m tools.sysid watch --logs runs/ --model-dir models --every 2
 
+Several bundles on logs none was fitted on (docs/sysid.md):
+    python -m tools.sysid evaluate --logs runs/other/logs --bundles models/a models/b
+
 A dynamic-state model (the logs must hold yaw_rate and slip; docs/sysid.md):
     python -m tools.sysid fit --logs runs/x/logs --out models --nominal single_track [--stiffness 15 15]
     python -m tools.sysid fit --logs runs/x/logs --out models --nominal kinematic_dynamic_state
@@ -103,6 +106,18 @@ def cmd_watch(args: argparse.Namespace) -> int:
         time.sleep(args.poll)
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from tools.sysid.compare import compare_bundles, print_comparison
+
+    try:
+        rows = compare_bundles(args.logs, args.bundles, None if args.no_kinematic else args.vehicle)
+    except (DataError, LogError, BundleError, FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print_comparison(rows)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m tools.sysid")
     sub = p.add_subparsers(dest="command", required=True)
@@ -133,8 +148,14 @@ def main(argv: list[str] | None = None) -> int:
     watch.add_argument("--vehicle", default="passenger_car")
     watch.add_argument("--poll", type=float, default=10.0)
     watch.add_argument("--once", action="store_true")
+    evaluate = sub.add_parser("evaluate", help="prediction error of bundles on logs none was fitted on")
+    evaluate.add_argument("--logs", nargs="+", required=True, help="log files or directories")
+    evaluate.add_argument("--bundles", nargs="*", default=[], help="bundle directories to compare")
+    evaluate.add_argument("--vehicle", default="passenger_car", help="its kinematic model is the first row")
+    evaluate.add_argument("--no-kinematic", action="store_true", help="leave the vehicle's kinematic row out")
     args = p.parse_args(argv)
-    return cmd_fit(args) if args.command == "fit" else cmd_watch(args)
+    commands = {"fit": cmd_fit, "watch": cmd_watch, "evaluate": cmd_evaluate}
+    return commands[args.command](args)
 
 
 if __name__ == "__main__":
