@@ -1,4 +1,4 @@
-"""python -m tools.sysid fit|watch: refit the vehicle model from transition logs.
+"""python -m tools.sysid fit|watch|ladder: refit the vehicle model from transition logs.
 
     python -m tools.sysid fit --logs runs/x/logs --out models [--base models/<bundle>] [--force]
     python -m tools.sysid fit --logs car1/logs car2/logs car3/logs --out models --cache fleet-cache
@@ -6,6 +6,7 @@
 Many --logs sources (cars, days) are read as one Arrow dataset (tools/sysid/fleet.py): the fit
 holds its arrays, never every record at once; --cache keeps the converted logs for the next refit.
     python -m tools.sysid watch --logs runs/ --model-dir models --every 2
+    python -m tools.sysid ladder --track ../shared/tracks/Zandvoort.csv --car std   # tools/sysid/ladder.py
 """
 
 from __future__ import annotations
@@ -109,7 +110,12 @@ def main(argv: list[str] | None = None) -> int:
     watch.add_argument("--vehicle", default="passenger_car")
     watch.add_argument("--poll", type=float, default=10.0)
     watch.add_argument("--once", action="store_true")
+    from tools.sysid import ladder  # drives a daemon; imported only here, fit and watch never need it
+
+    ladder.add_ladder_args(sub.add_parser("ladder", help="drive, refit, hot-reload, raise the pace (issue 10)"))
     args = p.parse_args(argv)
+    if args.command == "ladder":
+        return ladder.cmd_ladder(args)
     return cmd_fit(args) if args.command == "fit" else cmd_watch(args)
 
 
