@@ -200,6 +200,17 @@ def safety_failure(r: Rung) -> str | None:
     return None
 
 
+def model_gate(rung: Rung, tolerance: float = 0.0) -> str | None:
+    """Why a refitted model fails the held-out gate, or None: its error on the rung's drive must
+    be at most (1 + tolerance) times the error of the model it replaces, on the same windows."""
+    new, old = rung.heldout_error, rung.heldout_previous
+    if new is None or old is None:
+        return "no held-out error (the drive was too short)"
+    if new > old * (1.0 + tolerance):
+        return f"held-out error {new:.3f} m > {old:.3f} m of the previous model"
+    return None
+
+
 class Ladder:
     """The ladder's state: the work directory, the running daemon, the accepted rungs."""
 
@@ -307,15 +318,6 @@ class Ladder:
                  f"{rung.max_abs_lateral_m:.2f} m{err}, {rung.wall_s:.0f} s wall: {rung.status}")
         return rung
 
-    def model_gate(self, rung: Rung) -> str | None:
-        """Why a refitted model fails the held-out gate, or None."""
-        new, old = rung.heldout_error, rung.heldout_previous
-        if new is None or old is None:
-            return "no held-out error (the drive was too short)"
-        if new > old * (1.0 + self.s.tolerance):
-            return f"held-out error {new:.3f} m > {old:.3f} m of the previous model"
-        return None
-
     # -- the ladder --------------------------------------------------------------------------
     def run(self) -> list[Rung]:
         s = self.s
@@ -342,7 +344,7 @@ class Ladder:
                     self.reload(candidate)
                     rung = self.drive(Rung(n, "model", pace, load_bundle(candidate).version, str(candidate)))
                     rung.heldout_error, rung.heldout_previous = self.held_out([candidate, bundle])
-                    failure = safety_failure(rung) or self.model_gate(rung)
+                    failure = safety_failure(rung) or model_gate(rung, s.tolerance)
                     self.finish(rung, failure)
                     if failure:
                         self.reload(bundle)  # the daemon goes back to the accepted model
