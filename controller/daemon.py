@@ -35,7 +35,7 @@ import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import zmq
@@ -45,7 +45,7 @@ from controller.config import DaemonConfig
 from controller.control_step import StepResult, control_step, step_record
 from controller.core import ControlCore, StepOutcome
 from controller.protocol import ErrorCode, ProtocolError
-from controller.ratelog import RateLimitedLog
+from controller.ratelog import RateLimitedLog, RateLimiter, Report
 from controller.runtime import LoadedModel, Runtime, assemble, newest_bundle
 from controller.security import check_bind_allowed, configure_curve_server
 from controller.sessions import Refused, Session, SessionTable
@@ -66,6 +66,12 @@ LATENCY_WINDOW = 10_000
 MAX_DEFERRED_RECORDS = 25  #: step records held back while requests keep arriving (0.5 s at 50 Hz)
 ADMISSION_WINDOW = 50  #: recent solves whose median decides whether one more car fits
 ADMIN_REQUESTS = ("reload",)  #: refused off the admin endpoint when there is one
+class _ErrorEvent(NamedTuple):
+    session: Session | None
+    message: str
+    seq: int | None
+
+
 @dataclass
 class Stats:
     started: float = field(default_factory=time.time)
@@ -121,6 +127,8 @@ class Daemon:
         self.stats = Stats()
         self.sessions = SessionTable(self.config.max_sessions, self.config.session_idle_s, self.core.new_car)
         self._warnings = RateLimitedLog(log, logging.WARNING, interval_s=5.0)
+        # A client sending malformed bodies in a loop must not grow the log by a record per reply.
+        self._error_events: RateLimiter[_ErrorEvent] = RateLimiter(self._write_error_event, interval_s=5.0)
         self._stop = threading.Event()
         self._pending_reload: tuple[LoadedModel, Any, Any] | None = None
         self._reload_thread: threading.Thread | None = None
@@ -204,6 +212,7 @@ class Daemon:
                     elif len(self._deferred_records) >= MAX_DEFERRED_RECORDS:
                         self._flush_records()  # a client that never pauses: log anyway
                 self._warnings.flush()
+                self._error_events.flush()
                 if self._flooding:
                     time.sleep(FLOOD_PAUSE_S)
                 ready = dict(poller.poll(POLL_MS))
@@ -222,6 +231,7 @@ class Daemon:
             self.auth.stop()
         self._flush_records()
         self._warnings.flush(force=True)
+        self._error_events.flush(force=True)
         if self.log:
             self.log.event("stop", stats=self.stats_dict())
             self.log.close()
@@ -341,7 +351,11 @@ class Daemon:
         self.stats.errors[code.value] += 1
         self._warnings.note(f"error reply {code.value}", f"seq {seq}: {message}")
         if code not in (ErrorCode.STALE, ErrorCode.BUSY):
-            self._event("error", session, code=code.value, message=message, seq=seq)
+            self._error_events.note(code.value, _ErrorEvent(session, message, seq))
+
+    def _write_error_event(self, r: Report[_ErrorEvent]) -> None:
+        e = r.detail
+        self._event("error", e.session, code=r.kind, message=e.message, seq=e.seq, count=r.count, total=r.total)
 
     # -- sessions --------------------------------------------------------------------------------
     def _session_for(self, socket: zmq.Socket, envelope: list[bytes], seq: int | None, received: float) -> Session | None:

@@ -31,7 +31,8 @@ EVENT_KINDS: dict[str, str] = {
     "reset": "(nothing else: session is the car's, episode its new episode)",
     "reload": "model (new version), previous",
     "reload_failed": "error, kept (the version still in use)",
-    "error": "code, message, seq (of the request, may be null)",
+    "error": "code, message, seq (of the latest request, may be null), count (errors of this code "
+    "since the previous error event), total (in all); at most one per code every 5 s",
     "stop": "stats (the daemon's counters)",
 }
 

@@ -177,6 +177,17 @@ def test_fuzzed_bodies_get_replies_and_the_daemon_keeps_serving(start_daemon) ->
         assert reply.status == "ok" and np.isfinite(reply.action).all()
         stats = client.stats()
     assert stats["errors"] > 1000 and stats["errors_by_code"]["malformed"] > 100
+    assert daemon.stop() == 0
+    # Error events are rate-limited per code: a few records, whose counts add up to every reply.
+    errors = [e for e in events(daemon.log_dir) if e["kind"] == "error"]
+    final = stats["errors_by_code"]
+    logged_codes = set(final) - {"stale", "busy"}
+    assert {e["detail"]["code"] for e in errors} == logged_codes
+    for code in logged_codes:
+        of_code = [e["detail"] for e in errors if e["detail"]["code"] == code]
+        assert sum(d["count"] for d in of_code) == of_code[-1]["total"] == final[code]
+    assert len(errors) < 10 * len(logged_codes) < stats["errors"] / 20
+    assert_records_match_the_schemas(daemon.log_dir)
 
 
 def test_non_loopback_bind_without_keys_is_refused(tmp_path) -> None:
