@@ -119,7 +119,7 @@ def ladder_records(path: Path, track: Track, planner: str, args: argparse.Namesp
         track=str(path), planner=planner, car=args.car, vehicle=args.vehicle,
         config=str(args.config) if args.config else None, overrides=tuple(args.set), true_car=tuple(args.true),
         pace=args.pace or LadderSettings.pace, step=args.step, rungs=args.rungs, laps=args.laps,
-        speed=args.speed, period=args.period, retries=args.retries,
+        speed=args.speed, period=args.period, retries=args.retries, residual=not args.no_residual,
     )
     work = args.out / f"ladder-{track.name}-{planner}"
     rungs = run_ladder(work, settings, (lambda line: None) if args.quiet else (lambda line: print(line, flush=True)))
@@ -148,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rungs", type=int, default=LadderSettings.rungs, help="--ladder: at most this many rungs")
     p.add_argument("--step", type=float, default=LadderSettings.step, help="--ladder: pace added per pace rung")
     p.add_argument("--retries", type=int, default=0, help="--ladder: retries of a failed pace rung at half the step")
+    p.add_argument("--no-residual", action="store_true", help="--ladder: refit kinematic parameters only")
     p.add_argument("--out", type=Path, default=Path("runs/race"), help="daemon logs (and ladder work) go here")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)

@@ -79,8 +79,8 @@ def test_best_accepted_rung_and_table() -> None:
              _rung(rung=2, lap_time_s=30.0, status="rolled back: 1 spin(s)")]
     assert best_accepted(rungs).rung == 1
     text = table(rung_rows(rungs))
-    assert text.splitlines()[0].startswith("| rung | kind | pace | model | lap_time_s | ref_lap_s | ratio |")
-    assert "| 2 | model | 0.50 | m | 30.0 |" in text and "rolled back: 1 spin(s)" in text
+    assert text.splitlines()[0].startswith("| rung | kind | pace | top_speed | model | lap_time_s | ref_lap_s |")
+    assert "| 2 | model | 0.50 | - | m | 30.0 |" in text and "rolled back: 1 spin(s)" in text
 
 
 @pytest.mark.slow
@@ -113,4 +113,4 @@ def test_a_short_ladder_reloads_the_refit_and_rolls_a_failed_gate_back(tmp_path:
     # the bundle the ladder refitted exists, and the rung's table row says what happened
     assert Path(refit.bundle, "manifest.json").is_file()
     row = table(rung_rows(rungs)).splitlines()[3]
-    assert row.startswith(f"| 1 | model | 0.45 | {refit.model} |") and "rolled back" in row
+    assert row.startswith(f"| 1 | model | 0.45 | 50.8 | {refit.model} |") and "rolled back" in row

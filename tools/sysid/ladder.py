@@ -13,11 +13,14 @@ so that what it gains or breaks has one cause:
   the base) on the logs of every accepted rung into a new bundle, hot-reloads it into the running
   daemon (the ``reload`` request; the daemon swaps it in between steps) and drives at the same pace;
 - a *pace* rung raises ``cost.pace`` (the share of mu g of the reference-lap speed reference,
-  ``cost.speed_reference: reference_lap``) by ``--step``. The cost is part of the daemon's
+  ``cost.speed_reference: reference_lap``) by ``--step`` and its cap ``cost.target_speed``
+  (``--top-speed``) by ``--speed-step``. The cost is part of the daemon's
   config, which is frozen for the daemon's life, so a pace rung restarts the daemon with the
   accepted bundle.
 
-Rungs alternate model, pace, model, pace, ... after rung 0.
+Rungs alternate model, pace, model, pace, ... after rung 0; where ``tools.sysid fit`` refuses
+the refit (it predicts its held-out blocks no better than the current model), the ladder keeps
+the current model and goes on with a pace rung.
 
 Gates, each rung: the drive completed, no spin (|slip| above ``SPIN_SLIP_RAD``) and no off-track
 step (centre of gravity beyond an edge). A model rung also: the new model's 1 s open-loop position
@@ -68,7 +71,7 @@ from vehicle_models.params import load_params
 SPIN_SLIP_RAD = 0.5  #: |slip| above this counts as a spin (about 29 degrees)
 NOMINAL = "nominal"  #: the kinematic model of the vehicle, saved as a bundle so a rollback can reload it
 COLUMNS = (
-    ("rung", "{}"), ("kind", "{}"), ("pace", "{:.2f}"), ("model", "{}"), ("lap_time_s", "{:.1f}"),
+    ("rung", "{}"), ("kind", "{}"), ("pace", "{:.2f}"), ("top_speed", "{:.1f}"), ("model", "{}"), ("lap_time_s", "{:.1f}"),
     ("ref_lap_s", "{:.1f}"), ("ratio", "{:.2f}"), ("offtrack_steps", "{}"), ("spins", "{}"),
     ("max_abs_lateral_m", "{:.2f}"), ("solve_p99_ms", "{:.1f}"), ("heldout_error", "{:.3f}"),
     ("status", "{}"),
@@ -87,12 +90,15 @@ class LadderSettings:
     pace: float = 0.4  #: rung 0's share of mu g
     step: float = 0.1  #: pace added by a pace rung
     max_pace: float = 1.0
+    top_speed: float | None = None  #: rung 0's cap on the speed reference [m/s]; None: the vehicle's top speed
+    speed_step: float = 0.0  #: added to the cap by a pace rung [m/s]
     rungs: int = 7  #: at most this many rungs, rung 0 included
     laps: float = 0.3  #: the stretch each rung drives
     speed: float = 10.0  #: start speed [m/s]
     period: float = 0.05
     epochs: int = 300
     seed: int = 0
+    residual: bool = True  #: refit the residual too (False: kinematic parameters and dead time only)
     tolerance: float = 0.0  #: a refit may predict this fraction worse than the model it replaces
     min_gain: float = 0.01  #: a pace rung must cut the best lap time by this fraction
     retries: int = 0  #: a failed pace rung is retried at half the step this many times
@@ -108,6 +114,7 @@ class Rung:
     pace: float
     model: str
     bundle: str
+    top_speed: float = math.nan  #: the speed reference's cap (cost.target_speed) [m/s]
     lap_time_s: float | None = None
     ref_lap_s: float | None = None
     ratio: float | None = None
@@ -222,7 +229,7 @@ class Ladder:
         params = load_params(s.vehicle)
         self.reference = reference_lap_for(self.track, params)
         self.ref_time = reference_time(self.reference, self.track, s.laps)
-        self.top_speed = params.speed_max
+        self.max_speed = params.speed_max
         self.daemon = None
         self.endpoint = ""
         self.daemon_logs: Path | None = None
@@ -231,14 +238,14 @@ class Ladder:
         self.rungs: list[Rung] = []
 
     # -- the daemon --------------------------------------------------------------------------
-    def start(self, pace: float, bundle: Path) -> None:
+    def start(self, pace: float, top_speed: float, bundle: Path) -> None:
         self.stop()
         self.daemons += 1
         self.daemon_logs = self.logs / f"daemon-{self.daemons}"
         s = self.s
         overrides = (
             f"model.model_dir={self.models}", f"model.bundle={bundle}",
-            "cost.speed_reference=reference_lap", f"cost.pace={pace:.4f}", f"cost.target_speed={self.top_speed}",
+            "cost.speed_reference=reference_lap", f"cost.pace={pace:.4f}", f"cost.target_speed={top_speed:.3f}",
             *s.overrides,
         )
         extra = ["--planner", s.planner, *(["--config", str(s.config)] if s.config else [])]
@@ -269,7 +276,8 @@ class Ladder:
     # -- one rung ----------------------------------------------------------------------------
     def drive(self, rung: Rung) -> Rung:
         started = time.perf_counter()
-        self.log(f"rung {rung.rung} ({rung.kind}): pace {rung.pace:.2f}, model {rung.model}")
+        self.log(f"rung {rung.rung} ({rung.kind}): pace {rung.pace:.2f}, top speed {rung.top_speed:.1f} m/s, "
+                 f"model {rung.model}")
         measured = drive(self.endpoint, self.track, self.s, self.log)
         for key in ("completed", "end_reason", "lap_time_s", "offtrack_steps", "spins", "max_abs_lateral_m",
                     "max_abs_slip_rad", "mean_speed_mps", "solve_p50_ms", "solve_p99_ms", "recoveries", "reloads"):
@@ -301,7 +309,8 @@ class Ladder:
         time.sleep(1.0)  # the last drive's records reach the log
         try:
             report = run_fit([str(p) for p in self.accepted_logs], self.models, str(base), self.s.vehicle,
-                             FitOptions(epochs=self.s.epochs, seed=self.s.seed, progress=False))
+                             FitOptions(epochs=self.s.epochs, seed=self.s.seed, progress=False,
+                                        residual=self.s.residual))
         except RefusedError as e:
             return None, f"refit refused: {str(e).splitlines()[0]}"
         except (DataError, LogError) as e:
@@ -323,26 +332,28 @@ class Ladder:
         s = self.s
         nominal = save_bundle(ModelBundle(NOMINAL, load_params(s.vehicle)), self.models / NOMINAL, overwrite=True)
         pace, bundle, model = s.pace, nominal, NOMINAL
+        top = min(s.top_speed or self.max_speed, self.max_speed)
         try:
-            self.start(pace, bundle)
-            rung = self.drive(Rung(0, "nominal", pace, model, str(bundle)))
+            self.start(pace, top, bundle)
+            rung = self.drive(Rung(0, "nominal", pace, model, str(bundle), top))
             rung.heldout_error = self.held_out([bundle])[0]
             if self.finish(rung, safety_failure(rung)).accepted is False:
                 return self.rungs
             self.accepted_logs.append(self.daemon_logs)
             best = rung.lap_time_s
-            step, retries = s.step, s.retries
+            step, speed_step, retries = s.step, s.speed_step, s.retries
             kind = "model"
             while len(self.rungs) < s.rungs:
                 n = len(self.rungs)
                 if kind == "model":
                     candidate, why = self.refit(bundle)
-                    if candidate is None:
-                        self.log(f"  ladder ends: {why}")
+                    if candidate is None:  # no better model from these logs: keep this one, go faster
+                        self.log(f"  keeping {model}: {why}")
                         self.rungs[-1].notes.append(why)
-                        break
+                        kind = "pace"
+                        continue
                     self.reload(candidate)
-                    rung = self.drive(Rung(n, "model", pace, load_bundle(candidate).version, str(candidate)))
+                    rung = self.drive(Rung(n, "model", pace, load_bundle(candidate).version, str(candidate), top))
                     rung.heldout_error, rung.heldout_previous = self.held_out([candidate, bundle])
                     failure = safety_failure(rung) or model_gate(rung, s.tolerance)
                     self.finish(rung, failure)
@@ -353,12 +364,12 @@ class Ladder:
                     bundle, model = candidate, rung.model
                     kind = "pace"
                     continue
-                new_pace = min(pace + step, s.max_pace)
-                if new_pace <= pace + 1e-9:
-                    self.log(f"  ladder ends: at the maximum pace {s.max_pace:.2f}")
+                new_pace, new_top = min(pace + step, s.max_pace), min(top + speed_step, self.max_speed)
+                if new_pace <= pace + 1e-9 and new_top <= top + 1e-9:
+                    self.log(f"  ladder ends: at the maximum pace {s.max_pace:.2f} and speed {top:.1f} m/s")
                     break
-                self.start(new_pace, bundle)
-                rung = self.drive(Rung(n, "pace", new_pace, model, str(bundle)))
+                self.start(new_pace, new_top, bundle)
+                rung = self.drive(Rung(n, "pace", new_pace, model, str(bundle), new_top))
                 rung.heldout_error = self.held_out([bundle])[0]
                 failure = safety_failure(rung)
                 if failure is None and best is not None and rung.lap_time_s > best * (1.0 - s.min_gain):
@@ -367,13 +378,13 @@ class Ladder:
                     break
                 self.finish(rung, failure)
                 if failure is None:
-                    pace, best = new_pace, rung.lap_time_s
+                    pace, top, best = new_pace, new_top, rung.lap_time_s
                     self.accepted_logs.append(self.daemon_logs)
                     kind = "model"
                 elif retries > 0:
                     retries -= 1
-                    step *= 0.5
-                    self.log(f"  retrying at half the step ({step:.3f})")
+                    step, speed_step = 0.5 * step, 0.5 * speed_step
+                    self.log(f"  retrying at half the step (pace +{step:.3f}, speed +{speed_step:.1f} m/s)")
                 else:
                     break
         finally:
@@ -425,11 +436,15 @@ def add_ladder_args(p: argparse.ArgumentParser, track_default: str | None = None
     p.add_argument("--pace", type=float, default=d.pace, help="rung 0's share of mu g")
     p.add_argument("--step", type=float, default=d.step, help="pace added by each pace rung")
     p.add_argument("--max-pace", type=float, default=d.max_pace)
+    p.add_argument("--top-speed", type=float, default=None,
+                   help="rung 0's cap on the speed reference (cost.target_speed) [m/s]; default: the vehicle's top speed")
+    p.add_argument("--speed-step", type=float, default=d.speed_step, help="added to the cap by each pace rung [m/s]")
     p.add_argument("--rungs", type=int, default=d.rungs, help="at most this many rungs (rung 0 included)")
     p.add_argument("--laps", type=float, default=d.laps, help="stretch each rung drives [laps]")
     p.add_argument("--speed", type=float, default=d.speed, help="start speed [m/s]")
     p.add_argument("--epochs", type=int, default=d.epochs, help="residual training epochs per refit")
     p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--no-residual", action="store_true", help="refit kinematic parameters and dead time only")
     p.add_argument("--tolerance", type=float, default=d.tolerance,
                    help="a refit may predict held-out data this fraction worse than the model it replaces")
     p.add_argument("--min-gain", type=float, default=d.min_gain,
@@ -443,8 +458,9 @@ def settings_from(args: argparse.Namespace) -> LadderSettings:
     return LadderSettings(
         track=args.track, planner=args.planner, car=args.car, vehicle=args.vehicle, config=args.config,
         overrides=tuple(args.set), true_car=tuple(args.true), pace=args.pace, step=args.step,
-        max_pace=args.max_pace, rungs=args.rungs, laps=args.laps, speed=args.speed, epochs=args.epochs,
-        seed=args.seed, tolerance=args.tolerance, min_gain=args.min_gain, retries=args.retries,
+        max_pace=args.max_pace, top_speed=args.top_speed, speed_step=args.speed_step, rungs=args.rungs, laps=args.laps, speed=args.speed, epochs=args.epochs,
+        seed=args.seed, residual=not args.no_residual, tolerance=args.tolerance, min_gain=args.min_gain,
+        retries=args.retries,
     )
 
 
