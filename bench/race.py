@@ -67,7 +67,7 @@ COLUMNS = (
     ("offtrack_steps", "{}"), ("spins", "{}"), ("max_abs_lateral_m", "{:.2f}"),
     ("solve_p99_ms", "{:.2f}"),
 )
-LADDER_COLUMNS = (*COLUMNS, ("heldout_error", "{:.3f}"), ("status", "{}"))
+LADDER_COLUMNS = (*COLUMNS[:4], ("top_speed", "{:.1f}"), *COLUMNS[4:], ("heldout_error", "{:.3f}"), ("status", "{}"))
 
 
 def shared_tracks_dir() -> Path:
@@ -120,6 +120,7 @@ def ladder_records(path: Path, track: Track, planner: str, args: argparse.Namesp
         config=str(args.config) if args.config else None, overrides=tuple(args.set), true_car=tuple(args.true),
         pace=args.pace or LadderSettings.pace, step=args.step, rungs=args.rungs, laps=args.laps,
         speed=args.speed, period=args.period, retries=args.retries, residual=not args.no_residual,
+        top_speed=args.top_speed, speed_step=args.speed_step,
     )
     work = args.out / f"ladder-{track.name}-{planner}"
     rungs = run_ladder(work, settings, (lambda line: None) if args.quiet else (lambda line: print(line, flush=True)))
@@ -148,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rungs", type=int, default=LadderSettings.rungs, help="--ladder: at most this many rungs")
     p.add_argument("--step", type=float, default=LadderSettings.step, help="--ladder: pace added per pace rung")
     p.add_argument("--retries", type=int, default=0, help="--ladder: retries of a failed pace rung at half the step")
+    p.add_argument("--top-speed", type=float, help="--ladder: rung 0's cap on the speed reference [m/s]")
+    p.add_argument("--speed-step", type=float, default=0.0, help="--ladder: added to the cap per pace rung [m/s]")
     p.add_argument("--no-residual", action="store_true", help="--ladder: refit kinematic parameters only")
     p.add_argument("--out", type=Path, default=Path("runs/race"), help="daemon logs (and ladder work) go here")
     p.add_argument("--quiet", action="store_true")

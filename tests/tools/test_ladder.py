@@ -114,3 +114,14 @@ def test_a_short_ladder_reloads_the_refit_and_rolls_a_failed_gate_back(tmp_path:
     assert Path(refit.bundle, "manifest.json").is_file()
     row = table(rung_rows(rungs)).splitlines()[3]
     assert row.startswith(f"| 1 | model | 0.45 | 50.8 | {refit.model} |") and "rolled back" in row
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_a_daemon_that_does_not_start_is_a_clear_error(tmp_path: Path, capsys) -> None:
+    from tools.sysid.ladder import main
+
+    code = main(["--track", "circle", "--config", str(tmp_path / "missing.yaml"), "--out", str(tmp_path / "w")])
+    err = capsys.readouterr().err
+    assert code == 2 and "error: the daemon did not start" in err and "missing.yaml" in err, err
+    assert "Traceback" not in err

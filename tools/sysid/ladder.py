@@ -56,7 +56,7 @@ from controller.protocol_client import DaemonUnavailable
 from controller.track import Track, load_track
 from controller.track.reference_lap import ReferenceLap
 from controller.translog import LogError, load_steps
-from sim.__main__ import stop_process
+from sim.__main__ import daemon_reason, stop_process
 from sim.cars import make_true_car, reference_lap_for
 from sim.closed_loop import start_state
 from sim.episode import EpisodeConfig, run_episode
@@ -259,7 +259,8 @@ class Ladder:
                     return
                 except DaemonUnavailable:
                     if self.daemon.poll() is not None or time.perf_counter() - started > 600:
-                        raise RuntimeError(f"the daemon did not start; see {self.work}/daemon-{self.daemons}.out")
+                        output = self.work / f"daemon-{self.daemons}.out"
+                        raise RuntimeError(f"the daemon did not start ({daemon_reason(output)}); see {output}")
 
     def stop(self) -> None:
         if self.daemon is not None:
@@ -475,7 +476,11 @@ def cmd_ladder(args: argparse.Namespace) -> int:
     work = args.out or Path("runs") / time.strftime("ladder-%Y%m%dT%H%M%S", time.gmtime())
     torch.set_num_threads(1)
     print(f"pace ladder on {s.track}, {s.planner}, {s.car} car, {s.laps:g} lap per rung; work in {work}", flush=True)
-    rungs = run_ladder(work, s, lambda line: print(line, flush=True))
+    try:
+        rungs = run_ladder(work, s, lambda line: print(line, flush=True))
+    except (RuntimeError, TimeoutError) as e:  # a daemon that would not start or reload
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     rows = rung_rows(rungs)
     print(table(rows))
     best = best_accepted(rungs)
