@@ -201,7 +201,7 @@ def peer(config: MPPIConfig, model, track) -> Callable:
     w = COST.weights
 
     def state_terms(states: torch.Tensor) -> torch.Tensor:
-        f = cost.features(states)
+        f = cost.features(states, states.new_zeros(*states.shape[:-1], 2))  # no action terms here
         excess = torch.relu(f.lateral - f.room_left) + torch.relu(-f.lateral - f.room_right)
         return (
             w.lateral * f.lateral.square()

@@ -16,7 +16,13 @@ import torch
 from torch import Tensor
 
 from controller.costs import TrackCost
-from controller.native.codegen import MAX_VEHICLE_PARAMS, STATE_TERMS, VEHICLE_PARAMS
+from controller.native.codegen import (
+    COST_CONSTANTS,
+    MAX_VEHICLE_PARAMS,
+    STATE_TERMS,
+    VEHICLE_PARAMS,
+    vehicle_terms,
+)
 from vehicle_models.kinematic import KinematicBicycle
 from vehicle_models.semi_parametric import SemiParametricModel
 
@@ -60,7 +66,8 @@ class Problem(ctypes.Structure):
         ("inv_spacing", _f),
         ("branch_penalty", _f),
         ("term_slot", _i * len(TERM_KINDS)), ("num_terms", _i),
-        ("state_w", _f * len(STATE_TERMS)), ("w_progress", _f), ("w_disagreement", _f),
+        ("state_w", _f * len(STATE_TERMS)), ("cost_const", _f * len(COST_CONSTANTS)),
+        ("needs_vehicle_features", _i), ("w_progress", _f), ("w_disagreement", _f),
         ("effort_w", _f * NU), ("rate_w", _f * NU), ("inv_action_scale", _f * NU),
         ("half_width", _f), ("terminal_weight", _f),
         ("num_threads", _i),
@@ -334,6 +341,8 @@ class NativeProblem:
         p.num_terms = len(cost.term_names)
         w = cost.config.weights
         p.state_w[:] = [float(getattr(w, name)) for name in STATE_TERMS]
+        p.cost_const[:] = [float(getattr(cost.constants, name)) for name in COST_CONSTANTS]
+        p.needs_vehicle_features = int(any(name in cost.term_names for name in vehicle_terms()))
         p.w_progress, p.w_disagreement = w.progress, w.disagreement
         p.effort_w[:] = list(w.effort)
         p.rate_w[:] = list(w.rate)

@@ -74,6 +74,8 @@ typedef struct {
     int32_t term_slot[N_TERM_KINDS]; /* row of each term in the terms output; -1: off */
     int32_t num_terms;
     float state_w[N_STATE_TERMS]; /* weight of each state term, T_<NAME> order */
+    float cost_const[N_COST_CONSTANTS]; /* the residuals' constants, C_<NAME> order */
+    int32_t needs_vehicle_features; /* a term on reads a_lon, a_lat (codegen.vehicle_terms) */
     float w_progress, w_disagreement;
     float effort_w[NU], rate_w[NU], inv_action_scale[NU];
     float half_width, terminal_weight;
@@ -344,6 +346,20 @@ static inline float speed_reference(const Problem *p, float s) {
     return p->speed_table[i] + frac * (p->speed_table[j] - p->speed_table[i]);
 }
 
+/* The track features (TrackCost.features) of LANES states x (NX, LANES) from their projection. */
+static inline void track_features(const Problem *p, const Projection *pr, const float x[NX][LANES],
+                                  float features[N_FEATURES][LANES]) {
+#pragma omp simd
+    for (int l = 0; l < LANES; l++) {
+        features[F_S][l] = pr->s[l];
+        features[F_LATERAL][l] = pr->lateral[l];
+        features[F_HEADING_ERROR][l] = wrap_angle(x[YAW][l] - pr->heading[l]);
+        features[F_SPEED_ERROR][l] = x[V][l] - speed_reference(p, pr->s[l]);
+        features[F_ROOM_LEFT][l] = pr->width_left[l] - p->half_width;
+        features[F_ROOM_RIGHT][l] = pr->width_right[l] - p->half_width;
+    }
+}
+
 /* ---- one block of rollouts -------------------------------------------------------------------- */
 
 /* iLQR's closed-loop update, one step length per lane: u = clamp(u_bar + alpha k + K dz). */
@@ -440,15 +456,11 @@ static void rollout_block(const Problem *p, int H, int K, int b, const float *x0
         project(p, x[SX], x[SY], x[YAW], &pr);
         const float step_w = t == H - 1 ? p->terminal_weight : 1.0f;
         float features[N_FEATURES][LANES], residuals[N_STATE_TERMS][LANES];
-#pragma omp simd
-        for (int l = 0; l < LANES; l++) { /* TrackCost.features */
-            features[F_S][l] = pr.s[l];
-            features[F_LATERAL][l] = pr.lateral[l];
-            features[F_HEADING_ERROR][l] = wrap_angle(x[YAW][l] - pr.heading[l]);
-            features[F_SPEED_ERROR][l] = x[V][l] - speed_reference(p, pr.s[l]);
-            features[F_ROOM_LEFT][l] = pr.width_left[l] - p->half_width;
-            features[F_ROOM_RIGHT][l] = pr.width_right[l] - p->half_width;
-        }
+        track_features(p, &pr, (const float(*)[LANES])x, features);
+        if (p->needs_vehicle_features)
+            vehicle_features(p, (const float(*)[LANES])x, (const float(*)[LANES])u, &features[F_VEHICLE]);
+        else
+            memset(&features[F_VEHICLE], 0, sizeof(float) * N_VEHICLE_FEATURES * LANES);
         state_residuals(p, (const float(*)[LANES])features, residuals);
 #pragma omp simd
         for (int l = 0; l < LANES; l++) {
@@ -764,63 +776,67 @@ int vmpc_quadratize(const Problem *p, int H, const float *states, const float *a
     memset(l_uu, 0, sizeof(float) * H * NU * NU);
     memset(l_uz, 0, sizeof(float) * H * NU * NZ);
     for (int t0 = 0; t0 < H; t0 += LANES) {
-        float px[LANES], py[LANES], yaw[LANES];
+        float x[NX][LANES], u[NU][LANES];
         for (int l = 0; l < LANES; l++) {
-            const int t = (t0 + l < H ? t0 + l : H - 1) + 1; /* states 1..H */
-            px[l] = states[t * NX + SX], py[l] = states[t * NX + SY], yaw[l] = states[t * NX + YAW];
+            const int t = t0 + l < H ? t0 + l : H - 1; /* state t + 1, reached by action t */
+            for (int i = 0; i < NX; i++) x[i][l] = states[(t + 1) * NX + i];
+            for (int n = 0; n < NU; n++) u[n][l] = actions[t * NU + n];
         }
         Projection pr;
-        project(p, px, py, yaw, &pr);
+        project(p, x[SX], x[SY], x[YAW], &pr);
+        float features[N_FEATURES][LANES];
+        track_features(p, &pr, (const float(*)[LANES])x, features);
+        vehicle_features(p, (const float(*)[LANES])x, (const float(*)[LANES])u, &features[F_VEHICLE]);
         for (int l = 0; l < LANES && t0 + l < H; l++) {
             const int t = t0 + l;
-            const float *x = states + (t + 1) * NX;
             float *gz = l_z + (t + 1) * NZ, *hz = l_zz + (t + 1) * NZ * NZ;
             const float step_w = t == H - 1 ? p->terminal_weight : 1.0f;
             const float ch = cosf(pr.heading[l]), sh = sin_via_cos(pr.heading[l]);
             float stretch = 1.0f - pr.curvature[l] * pr.lateral[l];
             stretch = 1.0f / (stretch > 0.1f ? stretch : 0.1f);
             const float ds[2] = {ch * stretch, sh * stretch}, normal[2] = {-sh, ch};
-            const float lat = pr.lateral[l];
-            float J[NX], r;
-#define ADD_SQUARED(weight)                                                                     \
-    do {                                                                                        \
-        const float c_ = 2.0f * (weight) * step_w;                                              \
-        for (int i = 0; i < NX; i++) {                                                          \
-            gz[i] += c_ * r * J[i];                                                             \
-            for (int j = 0; j < NX; j++) hz[i * NZ + j] += c_ * J[i] * J[j];                    \
-        }                                                                                       \
-    } while (0)
-            if (p->term_slot[T_LATERAL] >= 0) {
-                memset(J, 0, sizeof J);
-                J[SX] = normal[0], J[SY] = normal[1], r = lat;
-                ADD_SQUARED(p->state_w[T_LATERAL]);
+            /* The features' Jacobian w.r.t. z = (x_{t+1}, u_t) (TrackCost.feature_jacobian): the
+               projection's derivative by hand, the vehicle features' generated. */
+            float Jf[N_FEATURES][NZ] = {{0}};
+            const float slope_v = table_slope(p, p->speed_table, pr.s[l]);
+            const float slope_l = table_slope(p, p->width_left_table, pr.s[l]);
+            const float slope_r = table_slope(p, p->width_right_table, pr.s[l]);
+            for (int q = 0; q < 2; q++) {
+                Jf[F_S][SX + q] = ds[q];
+                Jf[F_LATERAL][SX + q] = normal[q];
+                Jf[F_HEADING_ERROR][SX + q] = -pr.curvature[l] * ds[q];
+                Jf[F_SPEED_ERROR][SX + q] = -slope_v * ds[q];
+                Jf[F_ROOM_LEFT][SX + q] = slope_l * ds[q];
+                Jf[F_ROOM_RIGHT][SX + q] = slope_r * ds[q];
             }
-            if (p->term_slot[T_HEADING] >= 0) {
-                memset(J, 0, sizeof J);
-                J[SX] = -pr.curvature[l] * ds[0], J[SY] = -pr.curvature[l] * ds[1], J[YAW] = 1.0f;
-                r = wrap_angle(x[YAW] - pr.heading[l]);
-                ADD_SQUARED(p->state_w[T_HEADING]);
+            Jf[F_HEADING_ERROR][YAW] = 1.0f;
+            Jf[F_SPEED_ERROR][V] = 1.0f;
+            float xt[NX], ut[NU], Jx[N_VEHICLE_FEATURES * NX], Ju[N_VEHICLE_FEATURES * NU];
+            for (int i = 0; i < NX; i++) xt[i] = x[i][l];
+            for (int n = 0; n < NU; n++) ut[n] = u[n][l];
+            vehicle_feature_jacobian(p, xt, ut, Jx, Ju);
+            for (int v = 0; v < N_VEHICLE_FEATURES; v++) {
+                for (int i = 0; i < NX; i++) Jf[F_VEHICLE + v][i] = Jx[v * NX + i];
+                for (int n = 0; n < NU; n++) Jf[F_VEHICLE + v][NX + n] = Ju[v * NU + n];
             }
-            if (p->term_slot[T_SPEED] >= 0) {
-                const float slope = table_slope(p, p->speed_table, pr.s[l]);
-                memset(J, 0, sizeof J);
-                J[SX] = -slope * ds[0], J[SY] = -slope * ds[1], J[V] = 1.0f;
-                r = x[V] - speed_reference(p, pr.s[l]);
-                ADD_SQUARED(p->state_w[T_SPEED]);
+            /* Each squared term w r^2: 2 w r J and 2 w J J^T, J = dr/df df/dz (generated dr/df). */
+            float f[N_FEATURES], r[N_STATE_TERMS], Jr[N_STATE_TERMS * N_FEATURES];
+            for (int i = 0; i < N_FEATURES; i++) f[i] = features[i][l];
+            state_residual_jacobian(p, f, r, Jr);
+            for (int term = 0; term < N_STATE_TERMS; term++) {
+                if (p->term_slot[term] < 0) continue;
+                float J[NZ] = {0};
+                for (int i = 0; i < N_FEATURES; i++) {
+                    const float d = Jr[term * N_FEATURES + i];
+                    if (d == 0.0f) continue;
+                    for (int j = 0; j < NZ; j++) J[j] += d * Jf[i][j];
+                }
+                const float c = 2.0f * p->state_w[term] * step_w;
+                for (int i = 0; i < NZ; i++) {
+                    gz[i] += c * r[term] * J[i];
+                    for (int j = 0; j < NZ; j++) hz[i * NZ + j] += c * J[i] * J[j];
+                }
             }
-            if (p->term_slot[T_BOUNDARY] >= 0) {
-                const float left = lat - (pr.width_left[l] - p->half_width);
-                const float right = -lat - (pr.width_right[l] - p->half_width);
-                const float sl = table_slope(p, p->width_left_table, pr.s[l]);
-                const float sr = table_slope(p, p->width_right_table, pr.s[l]);
-                const float on_left = left > 0.0f ? 1.0f : 0.0f, on_right = right > 0.0f ? 1.0f : 0.0f;
-                memset(J, 0, sizeof J);
-                for (int q = 0; q < 2; q++)
-                    J[SX + q] = on_left * (normal[q] - sl * ds[q]) + on_right * (-normal[q] - sr * ds[q]);
-                r = (left > 0.0f ? left : 0.0f) + (right > 0.0f ? right : 0.0f);
-                ADD_SQUARED(p->state_w[T_BOUNDARY]);
-            }
-#undef ADD_SQUARED
             if (p->term_slot[T_PROGRESS] >= 0 && t == H - 1) {
                 gz[SX] -= p->w_progress * ds[0];
                 gz[SY] -= p->w_progress * ds[1];
@@ -879,7 +895,7 @@ static const FieldLayout PROBLEM_LAYOUT[] = {
     FIELD(origin_x), FIELD(origin_y), FIELD(inv_cell), FIELD(length), FIELD(inv_length),
     FIELD(inv_spacing), FIELD(branch_penalty),
     FIELD(term_slot), FIELD(num_terms),
-    FIELD(state_w),
+    FIELD(state_w), FIELD(cost_const), FIELD(needs_vehicle_features),
     FIELD(w_progress), FIELD(w_disagreement),
     FIELD(effort_w), FIELD(rate_w), FIELD(inv_action_scale),
     FIELD(half_width), FIELD(terminal_weight),

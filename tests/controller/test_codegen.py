@@ -93,7 +93,8 @@ def test_the_c_source_does_not_restate_the_state_cost_terms() -> None:
 
 @pytest.mark.slow
 def test_a_state_term_edited_in_costs_runs_the_same_in_torch_and_in_the_kernel(monkeypatch, tmp_path) -> None:
-    """One edit in one place: a changed residual in STATE_RESIDUALS reaches the generated C."""
+    """One edit in one place: a changed residual in STATE_RESIDUALS reaches the generated C,
+    its costs and its Gauss-Newton derivatives (torch's autodiff, the kernel's generated ones)."""
     import torch
 
     from controller import costs
@@ -104,7 +105,7 @@ def test_a_state_term_edited_in_costs_runs_the_same_in_torch_and_in_the_kernel(m
     from controller.track import load_track, start_state
     from vehicle_models import KinematicBicycle, load_params
 
-    one_sided = lambda ops, f: ops.relu(f.speed_error) + 0.5 * f.lateral  # noqa: E731  (a new residual)
+    one_sided = lambda ops, f, c: ops.relu(f.speed_error) + 0.5 * f.lateral  # noqa: E731  (a new residual)
     monkeypatch.setitem(costs.STATE_RESIDUALS, "speed", one_sided)
     monkeypatch.setenv("VEHICLE_MPC_CACHE", str(tmp_path))
     codegen.generated_header.cache_clear()
@@ -129,6 +130,15 @@ def test_a_state_term_edited_in_costs_runs_the_same_in_torch_and_in_the_kernel(m
         torch.testing.assert_close(terms[speed], want.terms[speed], rtol=2e-4, atol=1e-3)
         torch.testing.assert_close(costs_out, want.total, rtol=2e-4, atol=1e-3)
         assert num_blocks(K) == 3
+        X, U = states[:, 3].contiguous(), actions[:, 3].contiguous()
+        want_q = cost.quadratize(X, U, last)
+        got_q = tuple(torch.empty_like(t) for t in want_q)
+        native.quadratize(X, U, last, got_q)
+        for got, expected in zip(got_q, want_q):
+            torch.testing.assert_close(got, expected, rtol=1e-3, atol=1e-3)
+        # the edited (one-sided) speed term: no gradient below the reference, some above it
+        speed_gradient = want_q.l_z[1:, 3]
+        assert bool((speed_gradient == 0).any()) and bool((speed_gradient != 0).any())
     finally:
         codegen.generated_header.cache_clear()
         native_build._load.cache_clear()

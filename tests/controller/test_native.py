@@ -57,7 +57,8 @@ def torch_rollout(model, x0, actions):
 def test_rollout_costs_and_states_equal_the_torch_path(track_name: str, members: int) -> None:
     track = load_track(track_name)
     model = make_model(members)
-    weights = CostWeights(progress=1.0, disagreement=0.5 if members > 1 else 0.0)
+    # friction on: the random actions brake up to 9 m/s^2, past the 0.8 mu g budget
+    weights = CostWeights(progress=1.0, friction=50.0, overspeed=2.0, disagreement=0.5 if members > 1 else 0.0)
     cost = TrackCost(CostConfig(weights=weights), track, PARAMS)
     g = torch.Generator().manual_seed(members)
     H, K = 30, 300  # K not a multiple of the block width: the padding lanes must not leak
@@ -203,14 +204,20 @@ def test_jacobians_equal_casadi_and_autodiff(members: int) -> None:
     torch.testing.assert_close(B, B_want, rtol=0, atol=2e-6)
 
 
-def test_cost_quadratization_equals_the_torch_one() -> None:
+@pytest.mark.parametrize("friction", [0.0, 200.0], ids=["tracking", "friction"])
+def test_cost_quadratization_equals_the_torch_one(friction: float) -> None:
     track = load_track("figure_eight")
     model = make_model(1)
-    cost = TrackCost(CostConfig(weights=CostWeights(progress=0.5)), track, PARAMS)
+    # A budget of 0.1 mu g: the trajectory's corners and speed changes exceed it at some steps.
+    config = CostConfig(weights=CostWeights(progress=0.5, friction=friction, overspeed=friction / 100), friction_margin=0.1)
+    cost = TrackCost(config, track, PARAMS)
     native = NativeProblem(model, cost, LOW, HIGH, num_threads=1)
     _, U, X = ilqr_trajectory(model, track, seed=1)
     last = torch.tensor([0.1, 0.2])
     want = cost.quadratize(X, U, last)
+    if friction:
+        exceeds = cost.evaluate(X.unsqueeze(1), U.unsqueeze(1), last).terms[cost.term_names.index("friction")]
+        assert float(exceeds) > 0  # the term is active along this trajectory
     got = tuple(torch.empty_like(t) for t in want)
     native.quadratize(X.contiguous(), U, last, got)
     for name, g, w in zip(want._fields, got, want):
