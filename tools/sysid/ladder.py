@@ -191,6 +191,7 @@ def drive(endpoint: str, track: Track, s: LadderSettings, log: Callable[[str], N
         "solve_p99_ms": float(stats.get("solve_ms_p99", math.nan)),
         "deadline_misses": stats.get("deadline_misses"),
         "recoveries": stats.get("recoveries", 0),
+        "stops": stats.get("stops"),
         "reloads": stats.get("reloads", 0),
         "model": stats.get("model", "?"),
     }
