@@ -486,8 +486,11 @@ def cmd_ladder(args: argparse.Namespace) -> int:
     print(table(rows))
     best = best_accepted(rungs)
     if best is not None:
-        print(f"best: rung {best.rung}, pace {best.pace:.2f}, model {best.model} ({best.bundle}): "
-              f"{best.lap_time_s:.1f} s, x{best.ratio:.2f} the reference")
+        print(f"best: rung {best.rung}, pace {best.pace:.2f}, top speed {best.top_speed:.1f} m/s, model "
+              f"{best.model}: {best.lap_time_s:.1f} s, x{best.ratio:.2f} the reference; race with\n"
+              f"  python -m controller {'--config ' + s.config + ' ' if s.config else ''}--track {s.track} "
+              f"--planner {s.planner} --model {best.bundle} --set cost.speed_reference=reference_lap "
+              f"--set cost.pace={best.pace:g} --set cost.target_speed={best.top_speed:g}")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")
         print(f"rungs written to {args.json}")
