@@ -11,6 +11,11 @@ action, the fallback count and the actions in flight. The planner and its buffer
 several cars (the daemon's sessions) step through one ``ControlCore``, each with its own
 ``CarState``, and one car's plan never warm-starts another's. ``step`` without a car uses
 the core's own (a single car: tests, benchmarks, the simulator's in-process mode).
+
+The planner's state has the model's fields (``state_dim``): 5 for the kinematic models, 7
+for a dynamic-state model, which reads the yaw rate and slip the car reports. Those two are
+optional on the wire; a car that does not send them gets, for a dynamic-state model, the
+kinematic bicycle's steady-state values (``fill_unmeasured``), with a warning once per car.
 """
 
 from __future__ import annotations
@@ -75,6 +80,40 @@ def guard_action(
     return rate, accel
 
 
+def kinematic_yaw_rate_and_slip(steer: float, speed: float, params: BicycleParams) -> tuple[float, float]:
+    """The kinematic bicycle's yaw rate [rad/s] and slip [rad] at its reference point: what a
+    dynamic-state model assumes for a car that does not report them."""
+    delta = params.steer_gain * steer + params.steer_offset
+    tan_delta = math.tan(delta)
+    slip = math.atan(params.ref_to_rear / params.wheelbase * tan_delta)
+    return speed * math.cos(slip) * tan_delta / params.wheelbase, slip
+
+
+def fill_unmeasured(x: np.ndarray, params: BicycleParams) -> bool:
+    """Put the kinematic estimate into a dynamic state's unmeasured (NaN) yaw_rate and slip,
+    in place; True if one was missing. A 5-field state is left alone."""
+    if len(x) <= State.SLIP:
+        return False
+    rate, slip = x[State.YAW_RATE], x[State.SLIP]
+    if math.isfinite(rate) and math.isfinite(slip):
+        return False
+    estimate = kinematic_yaw_rate_and_slip(float(x[State.STEER]), float(x[State.V]), params)
+    if not math.isfinite(rate):
+        x[State.YAW_RATE] = estimate[0]
+    if not math.isfinite(slip):
+        x[State.SLIP] = estimate[1]
+    return True
+
+
+def planner_state_dim(planner: Any, default: int) -> int:
+    """The number of state fields ``planner``'s model has (a combined planner: its sampler's)."""
+    for owner in (planner, getattr(planner, "mppi", None)):
+        dim = getattr(getattr(owner, "model", None), "state_dim", None)
+        if isinstance(dim, int):
+            return dim
+    return default
+
+
 def shift_actions(actions: np.ndarray, dt: float, elapsed: float, out: np.ndarray | None = None) -> np.ndarray:
     """``planners.base.shift_plan`` in numpy: the plan sampled at t*dt + elapsed, last held.
 
@@ -118,6 +157,7 @@ class CarState:
     consecutive_fallbacks: int = 0
     generation: int = 0  #: the core's planner generation this state was brought up to
     solver: Any = None  #: the planner's own carry-over (iLQR's regularisation); None: fresh
+    estimated_dynamic_state: bool = False  #: warned that its yaw_rate/slip were estimated
 
     @classmethod
     def fresh(
@@ -197,7 +237,13 @@ class ControlCore:
 
     def replace_planner(self, planner: Planner, delay: DelayCompensator | None = None) -> None:
         """Swap the planner and the delay compensator (a reloaded model) between steps; each
-        car's warm start and actions in flight carry over (``_adopt``, at its next step)."""
+        car's warm start and actions in flight carry over (``_adopt``, at its next step). A
+        model with other state fields (5 <-> 7) brings its own state buffer."""
+        state_dim = planner_state_dim(planner, self.state_dim)
+        if state_dim != self.state_dim:
+            self.state_dim = state_dim
+            self._x = torch.zeros(self.state_dim, dtype=torch.float64)
+            self._x_np = self._x.numpy()
         self.planner = planner
         self.delay = delay
         self._carries_state = hasattr(planner, "solver_state")
@@ -249,6 +295,11 @@ class ControlCore:
         if lost is not None:
             return self._recover(car, state, lost, started, budget_s, car.recovery.entries != recoveries_before)
         self._x_np[:] = state[: self.state_dim]
+        if self.state_dim > State.YAW_RATE and fill_unmeasured(self._x_np, self.params):
+            if not car.estimated_dynamic_state:
+                car.estimated_dynamic_state = True
+                log.warning("the car sends no yaw_rate/slip: the dynamic-state model gets the "
+                            "kinematic estimate (docs/vehicle_models.md)")
         x = self._x
         if car.delay is not None and car.delay.active:
             x = torch.from_numpy(car.delay.predict_array(self._x_np))

@@ -16,13 +16,14 @@ import numpy as np
 import torch
 
 from controller.config import DaemonConfig
-from controller.core import ControlCore
+from controller.core import ControlCore, fill_unmeasured, planner_state_dim
 from controller.costs import TrackCost
 from controller.delay import DelayCompensator
 from controller.planners.base import Planner
 from controller.planners.registry import build_planner
 from controller.track import Track, load_track, start_state
 from vehicle_models.bundle import BundleError, ModelBundle, load_bundle
+from vehicle_models.layout import KINEMATIC_STATE_DIM
 from vehicle_models.params import BicycleParams, load_params
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,11 @@ def delay_compensator_for(config: DaemonConfig, model: LoadedModel) -> DelayComp
     dead_time = dead_time_of(config, model)
     if dead_time <= 0:
         return None
+    if model.bundle is not None and model.bundle.state_dim != KINEMATIC_STATE_DIM:
+        # A dynamic-state model predicts through the actions in flight itself (float64): the
+        # kinematic bicycle would leave yaw_rate and slip where they were.
+        stepper = model.bundle.build(config.control_period, dtype=torch.float64)
+        return DelayCompensator(stepper, dead_time, config.control_period)
     from vehicle_models.kinematic import KinematicBicycle
 
     return DelayCompensator(KinematicBicycle(model.params, config.control_period), dead_time, config.control_period)
@@ -104,7 +110,7 @@ def warm_up_speed(config: DaemonConfig) -> float:
 def warm_up(planner: Planner, track: Track, speed: float) -> float:
     """Run the planner twice from a start state (compiles on the first call); seconds taken."""
     started = time.perf_counter()
-    x = start_state(track, speed)
+    x = start_state(track, speed, state_dim=planner_state_dim(planner, KINEMATIC_STATE_DIM))
     result = planner.plan(x)
     planner.prepare()
     result = planner.plan(x, result.actions, result.actions[0])
@@ -114,9 +120,15 @@ def warm_up(planner: Planner, track: Track, speed: float) -> float:
     return time.perf_counter() - started
 
 
-def check_model(dynamics: object, states: np.ndarray) -> None:
-    """Finite next states on recent states (a reloaded model must not emit NaN)."""
-    x = torch.as_tensor(states[:, :5], dtype=torch.float32)
+def check_model(dynamics: object, states: np.ndarray, params: BicycleParams | None = None) -> None:
+    """Finite next states on recent states (a reloaded model must not emit NaN); a dynamic-state
+    model gets the kinematic yaw rate and slip where the car sent none (``fill_unmeasured``)."""
+    state_dim = int(getattr(dynamics, "state_dim", KINEMATIC_STATE_DIM))
+    recent = np.array(states[:, :state_dim], dtype=np.float64)
+    if params is not None:
+        for row in recent:
+            fill_unmeasured(row, params)
+    x = torch.as_tensor(recent, dtype=torch.float32)
     u = torch.zeros(len(x), 2)
     step = getattr(dynamics, "step")
     out = step(x.to(getattr(dynamics, "dtype", torch.float32)), u)
@@ -169,7 +181,7 @@ def assemble(
     model = load_model(config, path)
     planner, dynamics = build_planner_for(config, model, track)
     if recent_states is not None and len(recent_states):
-        check_model(dynamics, recent_states)
+        check_model(dynamics, recent_states, model.params)
     if warm:
         seconds = warm_up(planner, track, warm_up_speed(config))
         log.info("planner %s ready after %.1f s warm-up", planner.name, seconds)
@@ -192,7 +204,7 @@ def build_runtime(config: DaemonConfig, warm: bool = True) -> Runtime:
         config.max_consecutive_fallbacks,
         config.stop_decel,
         built.delay,
-        state_dim=getattr(built.dynamics, "state_dim", 5),
+        state_dim=getattr(built.dynamics, "state_dim", KINEMATIC_STATE_DIM),
         safety=config.safety,
     )
     return Runtime(config, track, built.model, core)

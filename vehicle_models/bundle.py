@@ -1,6 +1,7 @@
 """Model bundle: one directory holding a complete model, written atomically.
 
-    <bundle>/manifest.json   schema version, model version, kind, kinematic parameters,
+    <bundle>/manifest.json   schema version, model version, kind, nominal, kinematic
+                             parameters, single-track parameters (nominal "single_track"),
                              residual architecture and fields, data digest, fit metrics,
                              SHA-256 of every weight file
     <bundle>/residual.pt     residual weights and normalisers (a state dict; loaded with
@@ -9,6 +10,10 @@
 A bundle is written to a temporary sibling directory and renamed into place, so a reader
 (the daemon watching a model directory) never sees a half-written bundle. Loading checks
 everything and raises ``BundleError`` naming the problem.
+
+``nominal`` names the parametric core (``vehicle_models.dynamic_nominal.NOMINALS``):
+"kinematic" (5 fields; what a manifest without the key holds, so older bundles load as
+before), "kinematic_dynamic_state" or "single_track" (7 fields, yaw_rate and slip included).
 """
 
 from __future__ import annotations
@@ -27,8 +32,9 @@ from typing import Any, Literal
 import torch
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from vehicle_models.dynamic_nominal import KinematicDynamicState, SingleTrackNominal
 from vehicle_models.kinematic import Integrator, KinematicBicycle
-from vehicle_models.layout import State
+from vehicle_models.layout import DYNAMIC_STATE_DIM, KINEMATIC_STATE_DIM, State
 from vehicle_models.params import BicycleParams
 from vehicle_models.residual import ResidualConfig, ResidualEnsemble
 from vehicle_models.semi_parametric import (
@@ -36,6 +42,9 @@ from vehicle_models.semi_parametric import (
     DEFAULT_OUTPUT_FIELDS,
     SemiParametricModel,
 )
+from vehicle_models.single_track import SingleTrackParams
+
+Nominal = Literal["kinematic", "kinematic_dynamic_state", "single_track"]
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
@@ -64,6 +73,8 @@ class Manifest(BaseModel):
     kind: Literal["kinematic", "semi"]
     created: str
     kinematic: BicycleParams
+    nominal: Nominal = "kinematic"
+    single_track: SingleTrackParams | None = None
     residual: ResidualManifest | None = None
     data_digest: str | None = None
     fit_metrics: dict[str, Any] = {}
@@ -78,6 +89,8 @@ class ModelBundle:
     version: str
     params: BicycleParams
     residual: ResidualEnsemble | None = None
+    nominal: Nominal = "kinematic"
+    single_track: SingleTrackParams | None = None  #: the single-track nominal's parameters
     input_fields: tuple[State, ...] = DEFAULT_INPUT_FIELDS
     output_fields: tuple[State, ...] = DEFAULT_OUTPUT_FIELDS
     data_digest: str | None = None
@@ -88,7 +101,24 @@ class ModelBundle:
 
     @property
     def kind(self) -> Literal["kinematic", "semi"]:
+        """Whether a residual is present ("semi") or not; ``nominal`` says which core."""
         return "kinematic" if self.residual is None else "semi"
+
+    @property
+    def state_dim(self) -> int:
+        return KINEMATIC_STATE_DIM if self.nominal == "kinematic" else DYNAMIC_STATE_DIM
+
+    def build_nominal(
+        self, dt: float, integrator: Integrator = "exact"
+    ) -> KinematicBicycle | KinematicDynamicState | SingleTrackNominal:
+        """The parametric core alone, stepping by ``dt``."""
+        if self.nominal == "kinematic":
+            return KinematicBicycle(self.params, dt, integrator)
+        if self.nominal == "kinematic_dynamic_state":
+            return KinematicDynamicState(self.params, dt, integrator)
+        if self.single_track is None:
+            raise BundleError("a single_track nominal needs its single_track parameters")
+        return SingleTrackNominal(self.single_track, dt)
 
     def build(
         self,
@@ -96,9 +126,9 @@ class ModelBundle:
         integrator: Integrator = "exact",
         dtype: torch.dtype = torch.float32,
         device: torch.device | str = "cpu",
-    ) -> KinematicBicycle | SemiParametricModel:
+    ) -> KinematicBicycle | KinematicDynamicState | SingleTrackNominal | SemiParametricModel:
         """The ``Dynamics`` this bundle describes, stepping by ``dt``."""
-        nominal = KinematicBicycle(self.params, dt, integrator)
+        nominal = self.build_nominal(dt, integrator)
         if self.residual is None:
             return nominal
         return SemiParametricModel(
@@ -138,13 +168,17 @@ def save_bundle(bundle: ModelBundle, path: str | Path, overwrite: bool = False) 
             kind=bundle.kind,
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             kinematic=bundle.params,
+            nominal=bundle.nominal,
+            single_track=bundle.single_track,
             residual=residual_manifest,
             data_digest=bundle.data_digest,
             fit_metrics=bundle.fit_metrics,
             parent_version=bundle.parent_version,
             notes=bundle.notes,
         )
-        (staging / MANIFEST).write_text(manifest.model_dump_json(indent=2) + "\n")
+        # A kinematic bundle's manifest is what it was before nominals existed (older readers load it).
+        legacy = {"nominal", "single_track"} if bundle.nominal == "kinematic" else None
+        (staging / MANIFEST).write_text(manifest.model_dump_json(indent=2, exclude=legacy) + "\n")
         for item in staging.iterdir():
             with open(item, "rb") as f:
                 os.fsync(f.fileno())
@@ -197,6 +231,9 @@ def load_bundle(path: str | Path) -> ModelBundle:
     input_fields, output_fields = DEFAULT_INPUT_FIELDS, DEFAULT_OUTPUT_FIELDS
     if manifest.kind == "semi" and manifest.residual is None:
         raise BundleError(f"{path}: kind 'semi' but the manifest describes no residual")
+    if manifest.nominal == "single_track" and manifest.single_track is None:
+        raise BundleError(f"{path}: nominal 'single_track' but the manifest has no single_track parameters")
+    state_dim = KINEMATIC_STATE_DIM if manifest.nominal == "kinematic" else DYNAMIC_STATE_DIM
     if manifest.residual is not None:
         rm = manifest.residual
         weights = path / rm.weights_file
@@ -206,6 +243,12 @@ def load_bundle(path: str | Path) -> ModelBundle:
             raise BundleError(f"{weights}: checksum mismatch (the file is corrupt or was altered)")
         input_fields = _fields(rm.input_fields, str(path))
         output_fields = _fields(rm.output_fields, str(path))
+        beyond = [f.name.lower() for f in (*input_fields, *output_fields) if int(f) >= state_dim]
+        if beyond:
+            raise BundleError(
+                f"{path}: the residual uses {beyond}, which the {manifest.nominal} nominal "
+                f"({state_dim} fields) does not have"
+            )
         residual = ResidualEnsemble(len(input_fields) + 2, len(output_fields), rm.config)
         try:
             state = torch.load(weights, map_location="cpu", weights_only=True)
@@ -221,6 +264,8 @@ def load_bundle(path: str | Path) -> ModelBundle:
         version=manifest.version,
         params=manifest.kinematic,
         residual=residual,
+        nominal=manifest.nominal,
+        single_track=manifest.single_track,
         input_fields=input_fields,
         output_fields=output_fields,
         data_digest=manifest.data_digest,

@@ -1,6 +1,10 @@
-"""Semi-parametric model: the kinematic bicycle plus a learned correction; itself a ``Dynamics``.
+"""Semi-parametric model: a nominal model plus a learned correction; itself a ``Dynamics``.
 
-    x_next = F_kin(x, u) + dt * P(yaw) g(z(x, u))
+    x_next = F_nom(x, u) + dt * P(yaw) g(z(x, u))
+
+The nominal is the kinematic bicycle (5 fields), or one of the dynamic-state nominals of
+``vehicle_models.dynamic_nominal`` (7 fields: the kinematic bicycle carrying yaw_rate and
+slip, or the friction-limited single-track model); the state has the nominal's fields.
 
 ``g`` is the residual ensemble (mean over members); it predicts a correction *rate* on the
 declared state fields, so one network serves any step length near the one it was trained on
@@ -22,6 +26,7 @@ from torch import Tensor
 from torch.func import jacrev, vmap
 
 from vehicle_models.angles import wrap_angle
+from vehicle_models.dynamic_nominal import KinematicDynamicState, SingleTrackNominal
 from vehicle_models.kinematic import KinematicBicycle
 from vehicle_models.layout import State
 from vehicle_models.residual import (
@@ -34,6 +39,18 @@ from vehicle_models.residual import (
 
 DEFAULT_INPUT_FIELDS: tuple[State, ...] = (State.STEER, State.V)
 DEFAULT_OUTPUT_FIELDS: tuple[State, ...] = (State.X, State.Y, State.STEER, State.V, State.YAW)
+#: A dynamic-state model reads the reported yaw rate and slip and corrects every field.
+DYNAMIC_INPUT_FIELDS: tuple[State, ...] = (State.STEER, State.V, State.YAW_RATE, State.SLIP)
+DYNAMIC_OUTPUT_FIELDS: tuple[State, ...] = tuple(State)
+#: Fields corrected by a plain rate (not rotated like x, y).
+_RATE_FIELDS = (int(State.STEER), int(State.V), int(State.YAW), int(State.YAW_RATE), int(State.SLIP))
+
+
+def default_fields(state_dim: int) -> tuple[tuple[State, ...], tuple[State, ...]]:
+    """The residual's (input, output) fields for a nominal with ``state_dim`` fields."""
+    if state_dim == len(State):
+        return DYNAMIC_INPUT_FIELDS, DYNAMIC_OUTPUT_FIELDS
+    return DEFAULT_INPUT_FIELDS, DEFAULT_OUTPUT_FIELDS
 
 
 class TrainingPairs(NamedTuple):
@@ -42,11 +59,11 @@ class TrainingPairs(NamedTuple):
 
 
 class SemiParametricModel:
-    """Nominal kinematic bicycle plus residual ensemble; batched over any leading shape."""
+    """Nominal model plus residual ensemble; batched over any leading shape."""
 
     def __init__(
         self,
-        nominal: KinematicBicycle,
+        nominal: KinematicBicycle | KinematicDynamicState | SingleTrackNominal,
         residual: ResidualEnsemble,
         input_fields: tuple[State, ...] = DEFAULT_INPUT_FIELDS,
         output_fields: tuple[State, ...] = DEFAULT_OUTPUT_FIELDS,
@@ -57,6 +74,12 @@ class SemiParametricModel:
             raise ValueError("residual inputs must not include position or yaw")
         if (State.X in output_fields) != (State.Y in output_fields):
             raise ValueError("the residual corrects x and y together (a body-frame vector)")
+        beyond = [State(f).name.lower() for f in (*input_fields, *output_fields) if int(f) >= nominal.state_dim]
+        if beyond:
+            raise ValueError(
+                f"the residual reads or corrects {beyond}, which the {nominal.state_dim}-field nominal "
+                "does not have"
+            )
         if residual.in_dim != len(input_fields) + nominal.action_dim:
             raise ValueError(
                 f"residual takes {residual.in_dim} inputs; fields and action give "
@@ -112,7 +135,7 @@ class SemiParametricModel:
             along, across = rates[..., idx[x]], rates[..., idx[y]]
             columns[x] = c * along - s * across
             columns[y] = s * along + c * across
-        for field in (int(State.STEER), int(State.V), yaw):
+        for field in _RATE_FIELDS:
             if field in idx:
                 columns[field] = rates[..., idx[field]]
         return self.dt * torch.stack(columns, dim=-1)
@@ -141,7 +164,7 @@ class SemiParametricModel:
             along, across = rates[..., idx[x]], rates[..., idx[y]]
             nominal[x] = nominal[x] + self.dt * (c * along - s * across)
             nominal[y] = nominal[y] + self.dt * (s * along + c * across)
-        for field in (int(State.STEER), int(State.V), yaw):
+        for field in _RATE_FIELDS:
             if field in idx:
                 nominal[field] = nominal[field] + self.dt * rates[..., idx[field]]
         return tuple(nominal)
@@ -157,7 +180,7 @@ class SemiParametricModel:
         return self._correction(state, self._predict(state, action).mean)
 
     def linearize(self, state: Tensor, action: Tensor) -> tuple[Tensor, Tensor]:
-        """Exact kinematic Jacobians plus the residual's by torch.func, batched over points."""
+        """The nominal's Jacobians plus the residual's by torch.func, batched over points."""
         A, B = self.nominal.linearize(state, action)
         batch = state.shape[:-1]
         x = state.reshape(-1, self.state_dim).to(self.dtype)

@@ -167,14 +167,19 @@ def constrain_accel(ops: Any, p: Any, v: Any, accel: Any) -> Any:
     return ops.where(at_limit, 0.0 * accel, ops.where(clipped >= drive_limit, drive_limit, clipped))
 
 
-def single_track_derivative(ops: Any, p: Any, x: Any, u: Any) -> Any:
-    """Continuous-time single-track model, x_dot = f(x, u). ``p`` has SingleTrackParams' fields."""
+def single_track_derivative(
+    ops: Any, p: Any, x: Any, u: Any, kinematic_below: float = KINEMATIC_BELOW_MPS
+) -> Any:
+    """Continuous-time single-track model, x_dot = f(x, u). ``p`` has SingleTrackParams' fields.
+
+    Below ``kinematic_below`` [m/s] the kinematic branch applies (CommonRoad: 0.1 m/s; a
+    planner's coarse step takes a higher switch, where the tyre terms' 1 / v is not stiff)."""
     steer, v, yaw = ops.field(x, State.STEER), ops.field(x, State.V), ops.field(x, State.YAW)
     yaw_rate, slip = ops.field(x, State.YAW_RATE), ops.field(x, State.SLIP)
     steer_rate = constrain_steer_rate(ops, p, steer, ops.field(u, Action.STEER_RATE))
     accel = constrain_accel(ops, p, v, ops.field(u, Action.ACCEL))
     wheelbase = p.l_f + p.l_r
-    kinematic = ops.abs(v) < KINEMATIC_BELOW_MPS
+    kinematic = ops.abs(v) < kinematic_below
 
     # Dynamic branch. Both branches are evaluated (tensors, symbols); a stand-in speed keeps
     # 1 / v finite where the kinematic branch is taken, so values and gradients stay clean.

@@ -6,6 +6,9 @@ come from the vehicle (``SingleTrackParams``), so one tyre model serves both axl
 
 - ``linear``:  F_y = mu C_S alpha F_z. CommonRoad's single-track tyre (its C_S is a stiffness
   per unit load and per unit friction, C_S = -p_ky1 / p_dy1). Never saturates.
+- ``linear_limited``: the linear tyre up to the friction limit, F_y = clip(mu C_S alpha F_z,
+  -mu F_z, mu F_z): linear below the limit, flat at its peak (the controller's dynamic
+  nominal; identifiable: C_S from the linear range, mu from where the logs reach the limit).
 - ``pacejka``: F_y = D sin(C atan(B alpha - E (B alpha - atan(B alpha)))) F_z with D = mu.
   Slope at zero: B C mu, equal to the linear tyre's mu C_S when B = C_S / C. Peaks at mu F_z.
 
@@ -36,6 +39,21 @@ class LinearTyre(BaseModel):
         return mu * stiffness * normal_load * slip_angle
 
 
+class LimitedLinearTyre(BaseModel):
+    """The linear tyre capped at the friction limit |F_y| <= mu F_z."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: Literal["linear_limited"] = "linear_limited"
+
+    def lateral_force(
+        self, slip_angle: Any, normal_load: Any, mu: Any, stiffness: Any, ops: Any = TORCH
+    ) -> Any:
+        """F_y [N] from slip angle [rad], normal load [N], mu [-] and C_S [1/rad]."""
+        peak = mu * normal_load
+        return ops.clip(mu * stiffness * normal_load * slip_angle, -peak, peak)
+
+
 class PacejkaTyre(BaseModel):
     """Pacejka's magic formula with peak factor D = mu (the vehicle's friction coefficient).
 
@@ -64,4 +82,4 @@ class PacejkaTyre(BaseModel):
         return self.B * self.C
 
 
-TyreModel = Annotated[LinearTyre | PacejkaTyre, Field(discriminator="kind")]
+TyreModel = Annotated[LinearTyre | LimitedLinearTyre | PacejkaTyre, Field(discriminator="kind")]

@@ -14,7 +14,7 @@ import numpy as np
 
 from controller.translog import Steps
 
-STATE_DIM = 5  # the controller's models use x, y, steer, v, yaw
+STATE_DIM = 5  # the kinematic models use x, y, steer, v, yaw; dynamic-state ones add yaw_rate, slip
 #: Most windows a fit or an evaluation uses (about 3 minutes of driving at stride 2 and 20 Hz,
 #: more than a single session's refit usually has); beyond, they are spread evenly.
 MAX_WINDOWS = 2000
@@ -26,7 +26,7 @@ class DataError(ValueError):
 
 @dataclass
 class Block:
-    states: np.ndarray  #: (n + 1, 5)
+    states: np.ndarray  #: (n + 1, state_dim)
     actions: np.ndarray  #: (n, 2) applied between states[k] and states[k + 1]
     period: float
     held_out: bool
@@ -40,9 +40,9 @@ class Block:
 class Windows:
     """Open-loop prediction windows: start states, the actions applied, the states measured."""
 
-    start: np.ndarray  #: (W, 5)
+    start: np.ndarray  #: (W, state_dim)
     actions: np.ndarray  #: (W, M, 2)
-    measured: np.ndarray  #: (W, M, 5) states after each action
+    measured: np.ndarray  #: (W, M, state_dim) states after each action
 
     def __len__(self) -> int:
         return len(self.start)
@@ -63,11 +63,21 @@ def control_period(steps: Steps) -> float:
     return float(np.median(dt[good]))
 
 
-def blocks(steps: Steps, block_s: float = 10.0, holdout_every: int = 4) -> tuple[list[Block], float]:
+def blocks(
+    steps: Steps, block_s: float = 10.0, holdout_every: int = 4, state_dim: int = STATE_DIM
+) -> tuple[list[Block], float]:
+    """Blocks of ``state_dim`` state fields (5: kinematic; 7: with yaw_rate and slip, which
+    the car must then have reported)."""
     if len(steps) == 0:
         raise DataError("the logs hold no step records")
     period = control_period(steps)
-    states = steps.states[:, :STATE_DIM]
+    states = steps.states[:, :state_dim]
+    if state_dim > STATE_DIM and not np.isfinite(states[:, STATE_DIM:]).all():
+        missing = int((~np.isfinite(states[:, STATE_DIM:]).all(1)).sum())
+        raise DataError(
+            f"{missing} of {len(states)} steps lack yaw_rate or slip (the car did not send them): "
+            "a dynamic-state model needs both; fit --nominal kinematic"
+        )
     if not np.isfinite(states).all() or not np.isfinite(steps.actions).all():
         raise DataError("non-finite states or actions in the logs")
     breaks = (

@@ -1,4 +1,12 @@
-"""The ``fit`` pipeline: logs -> kinematic fit -> residual -> held-out report -> bundle."""
+"""The ``fit`` pipeline: logs -> kinematic fit [-> tyre fit] -> residual -> held-out report -> bundle.
+
+``FitOptions.nominal`` picks the parametric core the bundle holds: "kinematic" (5 fields, the
+default and what earlier versions wrote), "kinematic_dynamic_state" (the kinematic bicycle on
+7 fields; the residual reads and corrects yaw_rate and slip) or "single_track" (the
+friction-limited single-track model with the tyres ``tools.sysid.tyre_fit`` identifies).
+With a dynamic nominal the 5-field models are still fitted and reported for comparison, but
+the bundle written is one of the dynamic candidates.
+"""
 
 from __future__ import annotations
 
@@ -12,15 +20,20 @@ from typing import Any
 import torch
 
 from controller.translog import log_files
-from tools.sysid.data import blocks, transitions_of, windows
+from tools.sysid.data import STATE_DIM, Windows, blocks, transitions_of, windows
 from tools.sysid.fleet import fleet_cache, load_fleet_steps
 from tools.sysid.evaluate import prediction_rmse, table
 from tools.sysid.kinematic_fit import excitation_warnings, fit_kinematic
 from tools.sysid.residual_fit import train_residual
-from vehicle_models.bundle import ModelBundle, load_bundle, save_bundle
+from tools.sysid.tyre_fit import TyreFit, fit_tyres
+from vehicle_models.bundle import ModelBundle, Nominal, load_bundle, save_bundle
+from vehicle_models.dynamic_nominal import SingleTrackNominal, limited
 from vehicle_models.kinematic import KinematicBicycle
+from vehicle_models.layout import DYNAMIC_STATE_DIM
 from vehicle_models.params import BicycleParams, load_params
 from vehicle_models.residual import ResidualConfig
+from vehicle_models.semi_parametric import default_fields
+from vehicle_models.single_track import SingleTrackParams, load_single_track_params
 
 FIT_WINDOW_S = 0.5
 EVAL_WINDOW_S = 1.0
@@ -46,6 +59,23 @@ class FitOptions:
     progress: bool = True
     residual: bool = True
     cache: str | None = None  #: converted logs kept for later refits (tools.sysid.fleet); None: temporary
+    nominal: Nominal = "kinematic"  #: the parametric core of the bundle written
+    stiffness: tuple[float, float] | None = None  #: start C_Sf, C_Sr of the tyre fit (default: the prior's)
+
+
+def kinematic_windows(w: Windows) -> Windows:
+    """The first five fields of windows (what the kinematic fit reads)."""
+    return Windows(w.start[:, :STATE_DIM], w.actions, w.measured[..., :STATE_DIM])
+
+
+def single_track_prior(base: ModelBundle | None, vehicle: str, options: FitOptions) -> SingleTrackParams:
+    """The base bundle's single-track parameters, else the vehicle file's ``dynamic:`` ones."""
+    prior = base.single_track if base is not None and base.single_track is not None else None
+    prior = limited(prior or load_single_track_params(vehicle))
+    if options.stiffness is not None:
+        front, rear = options.stiffness
+        prior = prior.model_copy(update={"stiffness_front": float(front), "stiffness_rear": float(rear)})
+    return prior
 
 
 def data_digest(paths: list[Path]) -> str:
@@ -60,7 +90,8 @@ def run_fit(logs: list[str], out: Path, base: str | None, vehicle: str, options:
     files = log_files(logs)
     with fleet_cache(options.cache) as cache:  # a fleet's logs, one Arrow dataset
         steps = load_fleet_steps(logs, cache)
-    all_blocks, period = blocks(steps)
+    dynamic = options.nominal != "kinematic"
+    all_blocks, period = blocks(steps, state_dim=DYNAMIC_STATE_DIM if dynamic else STATE_DIM)
     train_blocks = [b for b in all_blocks if not b.held_out]
     val_blocks = [b for b in all_blocks if b.held_out]
     base_bundle = load_bundle(base) if base else None
@@ -72,11 +103,13 @@ def run_fit(logs: list[str], out: Path, base: str | None, vehicle: str, options:
     # Every delay is scored on windows starting at the same moments (skip = max_delay).
     delay_costs: dict[str, float] = {}
     for d in range(max_delay + 1):
-        trial = fit_kinematic(prior, windows(train_blocks, fit_len, stride=6, delay=d, skip=max_delay), period)
+        trial = fit_kinematic(
+            prior, kinematic_windows(windows(train_blocks, fit_len, stride=6, delay=d, skip=max_delay)), period
+        )
         delay_costs[f"{d * period:.3f}"] = trial.cost_after
     delay = int(min(range(max_delay + 1), key=lambda d: delay_costs[f"{d * period:.3f}"]))
     dead_time = delay * period
-    fit_windows = windows(train_blocks, fit_len, stride=2, delay=delay, skip=max_delay)
+    fit_windows = kinematic_windows(windows(train_blocks, fit_len, stride=2, delay=delay, skip=max_delay))
     kin = fit_kinematic(prior, fit_windows, period)
     x_tr, u_tr, y_tr = transitions_of(train_blocks, delay)
     warnings = excitation_warnings(x_tr, u_tr)
@@ -94,27 +127,52 @@ def run_fit(logs: list[str], out: Path, base: str | None, vehicle: str, options:
         models["prior (kinematic)"] = (KinematicBicycle(prior, period), 0)
     models["refit kinematic"] = (KinematicBicycle(kin.params, period), delay)
     residual_info: dict[str, Any] = {}
-    bundle = ModelBundle(version="", params=kin.params)
+    config = ResidualConfig(hidden=options.hidden, ensemble_size=options.ensemble_size)
+    validation = transitions_of(val_blocks, delay)
+    # Each candidate: the bundle it would be written as.
+    bundles: dict[str, ModelBundle] = {"refit kinematic": ModelBundle(version="", params=kin.params)}
+
+    def with_residual(name: str, plain: ModelBundle) -> None:
+        nominal = plain.build_nominal(period)
+        result = train_residual(nominal, (x_tr, u_tr, y_tr), validation, config,
+                                epochs=options.epochs, seed=options.seed, progress=options.progress)
+        inputs, outputs = default_fields(nominal.state_dim)
+        bundles[name] = ModelBundle(version="", params=plain.params, residual=result.residual,
+                                    nominal=plain.nominal, single_track=plain.single_track,
+                                    input_fields=inputs, output_fields=outputs)
+        residual_info[name] = {"epochs": result.epochs, "best_epoch": result.best_epoch,
+                               "train_loss": result.train_loss, "validation_loss": result.validation_loss}
+
     if options.residual:
-        result = train_residual(
-            KinematicBicycle(kin.params, period),
-            (x_tr, u_tr, y_tr),
-            transitions_of(val_blocks, delay),
-            ResidualConfig(hidden=options.hidden, ensemble_size=options.ensemble_size),
-            epochs=options.epochs,
-            seed=options.seed,
-            progress=options.progress,
-        )
-        bundle.residual = result.residual
-        residual_info = {"epochs": result.epochs, "best_epoch": result.best_epoch,
-                         "train_loss": result.train_loss, "validation_loss": result.validation_loss}
-        models["semi-parametric"] = (bundle.build(period, dtype=torch.float64), delay)
+        with_residual("semi-parametric", bundles["refit kinematic"])
+    tyres: TyreFit | None = None
+    dynamic_names: list[str] = []
+    if options.nominal == "kinematic_dynamic_state":
+        plain = ModelBundle(version="", params=kin.params, nominal="kinematic_dynamic_state")
+        bundles["kinematic_dynamic_state"] = plain
+        dynamic_names.append("kinematic_dynamic_state")
+        if options.residual:
+            with_residual("kinematic_dynamic_state + residual", plain)
+            dynamic_names.append("kinematic_dynamic_state + residual")
+    elif options.nominal == "single_track":
+        st_prior = single_track_prior(base_bundle, vehicle, options)
+        models["single_track (prior tyres)"] = (SingleTrackNominal(st_prior, period), delay)
+        tyres = fit_tyres(st_prior, (x_tr, u_tr, y_tr), period)
+        plain = ModelBundle(version="", params=kin.params, nominal="single_track", single_track=tyres.params)
+        bundles["single_track"] = plain
+        dynamic_names.append("single_track")
+        if options.residual:
+            with_residual("single_track + residual", plain)
+            dynamic_names.append("single_track + residual")
+    for name, candidate_bundle in bundles.items():
+        models[name] = (candidate_bundle.build(period, dtype=torch.float64), delay)
     rmse = {name: prediction_rmse(m, eval_windows(d), period) for name, (m, d) in models.items()}
-    base_name, *refits = rmse
-    # Write whichever refitted model predicts better at 1 s on the held-out blocks.
+    base_name = next(iter(rmse))
+    # Write whichever candidate predicts better at 1 s on the held-out blocks; a dynamic nominal
+    # asked for is written as one (the 5-field rows are there to compare with).
+    refits = dynamic_names or [n for n in bundles if n in ("refit kinematic", "semi-parametric")]
     candidate = min(refits, key=lambda n: rmse[n]["1s"]["pos"])
-    if candidate == "refit kinematic":
-        bundle.residual = None
+    bundle = bundles[candidate]
     worse = rmse[candidate]["1s"]["pos"] > rmse[base_name]["1s"]["pos"]
 
     digest = data_digest(files)
@@ -138,12 +196,21 @@ def run_fit(logs: list[str], out: Path, base: str | None, vehicle: str, options:
         "dead_time_s": dead_time,
         "dead_time_costs": delay_costs,
         "excitation_warnings": warnings,
-        "residual": residual_info,
+        "residual": residual_info.get(candidate) or next(iter(residual_info.values()), {}),
+        "residuals": residual_info,
+        "nominal": options.nominal,
+        "tyres": None if tyres is None else {
+            "estimates": tyres.estimates, "ci95": tyres.ci95, "held_at_prior": tyres.held,
+            "excitation": tyres.excitation.as_dict(), "notes": tyres.notes,
+            "cost_before": tyres.cost_before, "cost_after": tyres.cost_after,
+        },
         "held_out_rmse": rmse,
         "chosen": candidate,
         "written": False,
     }
     bundle.fit_metrics = {"held_out_rmse": rmse[candidate], "chosen": candidate, "dead_time_s": dead_time}
+    if tyres is not None:
+        bundle.fit_metrics["tyres"] = report["tyres"]
     if dead_time > 0:
         bundle.notes = (f"fitted with an input dead time of {dead_time:.3f} s: the action acting now was sent "
                         f"{delay} period(s) earlier; run the daemon with dead_time={dead_time:.3f}")

@@ -31,8 +31,8 @@ from controller.translog.reader import ReadReport
 from controller.translog.schema import ACTION_FIELDS, STATE_FIELDS
 
 BATCH_ROWS = 65_536
-STATE_DIM = 5
-STATE_COLUMNS = tuple(f"state_{f}" for f in STATE_FIELDS[:STATE_DIM])
+# Every state field: a dynamic-state fit reads yaw_rate and slip (NaN where not measured).
+STATE_COLUMNS = tuple(f"state_{f}" for f in STATE_FIELDS)
 ACTION_COLUMNS = tuple(f"action_{f}" for f in ACTION_FIELDS)
 FIT_COLUMNS = ("session", "episode", "seq", "stamp", *STATE_COLUMNS, *ACTION_COLUMNS)
 

@@ -1,4 +1,4 @@
-"""Training the residual ensemble on what the (refitted) kinematic model still misses.
+"""Training the residual ensemble on what the (refitted) nominal model still misses.
 
 Targets are body-frame correction rates (``SemiParametricModel.training_pairs``). Each member
 trains on a bootstrap resample of the training transitions with its own seed; early stopping
@@ -14,9 +14,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from vehicle_models.dynamic_nominal import KinematicDynamicState, SingleTrackNominal
 from vehicle_models.kinematic import KinematicBicycle
 from vehicle_models.residual import ResidualConfig, ResidualEnsemble
-from vehicle_models.semi_parametric import SemiParametricModel
+from vehicle_models.semi_parametric import SemiParametricModel, default_fields
 
 
 @dataclass
@@ -29,7 +30,7 @@ class TrainResult:
 
 
 def train_residual(
-    nominal: KinematicBicycle,
+    nominal: KinematicBicycle | KinematicDynamicState | SingleTrackNominal,
     train: tuple[np.ndarray, np.ndarray, np.ndarray],
     validation: tuple[np.ndarray, np.ndarray, np.ndarray],
     config: ResidualConfig = ResidualConfig(),
@@ -41,11 +42,13 @@ def train_residual(
     progress: bool = True,
 ) -> TrainResult:
     torch.manual_seed(seed)
-    residual = ResidualEnsemble(4, 5, config, seed=seed)
-    model = SemiParametricModel(nominal, residual, dtype=torch.float64)
+    inputs, outputs = default_fields(nominal.state_dim)
+    residual = ResidualEnsemble(len(inputs) + nominal.action_dim, len(outputs), config, seed=seed)
+    model = SemiParametricModel(nominal, residual, inputs, outputs, dtype=torch.float64)
     as_t = lambda a: torch.as_tensor(a, dtype=torch.float64)  # noqa: E731
-    f_train, y_train = model.training_pairs(*(as_t(a) for a in train), nominal.dt)
-    f_val, y_val = model.training_pairs(*(as_t(a) for a in validation), nominal.dt)
+    dim = nominal.state_dim
+    f_train, y_train = model.training_pairs(*(as_t(a[..., :dim] if i != 1 else a) for i, a in enumerate(train)), nominal.dt)
+    f_val, y_val = model.training_pairs(*(as_t(a[..., :dim] if i != 1 else a) for i, a in enumerate(validation)), nominal.dt)
     residual.set_normalizers(f_train.float(), y_train.float())
     residual.float()
     y_mean, y_std = residual.output_mean, residual.output_std
