@@ -36,7 +36,7 @@ from sim.__main__ import free_port, stop_process
 from sim.closed_loop import start_state
 from sim.episode import EpisodeConfig, Summary, run_episode
 from sim.remote import ControllerClient
-from tools.sysid.data import Block, blocks, windows
+from tools.sysid.data import STATE_DIM, Block, blocks, windows
 from tools.sysid.evaluate import prediction_rmse
 from tools.sysid.fit import MAX_DEAD_TIME_S, FitOptions, dead_time_of, run_fit
 from vehicle_models.bundle import ModelBundle, load_bundle, save_bundle
@@ -112,9 +112,10 @@ def _start_daemon(work: Path, s: LoopSettings, models: Path, logs: Path, dead_ti
     return start_daemon(work, s.track, logs, overrides, tag)
 
 
-def held_out_blocks(steps: Steps, block_s: float = 5.0) -> tuple[list[Block], float]:
-    """Every block of ``steps``, for an evaluation (no fit trains on them)."""
-    all_blocks, period = blocks(steps, block_s=block_s, holdout_every=2)
+def held_out_blocks(steps: Steps, block_s: float = 5.0, state_dim: int = STATE_DIM) -> tuple[list[Block], float]:
+    """Every block of ``steps``, for an evaluation (no fit trains on them); ``state_dim`` 7 keeps
+    yaw_rate and slip, for comparing dynamic-state models (a 5-field model reads the first 5)."""
+    all_blocks, period = blocks(steps, block_s=block_s, holdout_every=2, state_dim=state_dim)
     for b in all_blocks:
         b.held_out = True
     return all_blocks, period

@@ -10,6 +10,8 @@ nominal bundle. Lockstep and seeded; a small planner keeps it well under a minut
 
 from __future__ import annotations
 
+import json
+
 import math
 from pathlib import Path
 
@@ -90,6 +92,7 @@ def test_a_short_ladder_reloads_the_refit_and_rolls_a_failed_gate_back(tmp_path:
         track="circle", planner="mppi", car="std", pace=0.45, laps=1.5, rungs=2, epochs=10,
         overrides=("planner.num_samples=256", "planner.horizon=25"),
         tolerance=-0.99,  # the refit must predict 100x better: it cannot, so the gate fails
+        nominal="kinematic_dynamic_state",  # the refit reads yaw_rate and slip: a 5 -> 7 -> 5 field reload
     )
     lines: list[str] = []
     rungs = run_ladder(tmp_path, settings, lines.append)
@@ -111,7 +114,8 @@ def test_a_short_ladder_reloads_the_refit_and_rolls_a_failed_gate_back(tmp_path:
     assert f"-> {refit.model}" in daemon_output and f"{refit.model} -> {NOMINAL}" in daemon_output
     assert best_accepted(rungs) is nominal
     # the bundle the ladder refitted exists, and the rung's table row says what happened
-    assert Path(refit.bundle, "manifest.json").is_file()
+    manifest = json.loads(Path(refit.bundle, "manifest.json").read_text())
+    assert manifest["nominal"] == "kinematic_dynamic_state"
     row = table(rung_rows(rungs)).splitlines()[3]
     assert row.startswith(f"| 1 | model | 0.45 | 50.8 | {refit.model} |") and "rolled back" in row
 

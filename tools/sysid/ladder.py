@@ -65,7 +65,8 @@ from tools.refit_loop import held_out_blocks, held_out_rmse, start_daemon, wait_
 from tools.sysid.data import DataError
 from tools.sysid.fit import FitOptions, RefusedError, run_fit
 from vehicle_models.bundle import ModelBundle, load_bundle, save_bundle
-from vehicle_models.layout import State
+from vehicle_models.dynamic_nominal import NOMINALS
+from vehicle_models.layout import DYNAMIC_STATE_DIM, KINEMATIC_STATE_DIM, State
 from vehicle_models.params import load_params
 
 SPIN_SLIP_RAD = 0.5  #: |slip| above this counts as a spin (about 29 degrees)
@@ -99,6 +100,7 @@ class LadderSettings:
     epochs: int = 300
     seed: int = 0
     residual: bool = True  #: refit the residual too (False: kinematic parameters and dead time only)
+    nominal: str = "kinematic"  #: the refits' parametric core (``tools.sysid fit --nominal``)
     tolerance: float = 0.0  #: a refit may predict this fraction worse than the model it replaces
     min_gain: float = 0.01  #: a pace rung must cut the best lap time by this fraction
     retries: int = 0  #: a failed pace rung is retried at half the step this many times
@@ -300,7 +302,8 @@ class Ladder:
     def held_out(self, bundles: Sequence[Path]) -> list[float | None]:
         """Each bundle's 1 s position RMSE on the last drive, on the same windows [m]."""
         try:
-            all_blocks, period = held_out_blocks(self.drive_steps())
+            dim = KINEMATIC_STATE_DIM if self.s.nominal == "kinematic" else DYNAMIC_STATE_DIM
+            all_blocks, period = held_out_blocks(self.drive_steps(), state_dim=dim)
             return [held_out_rmse(load_bundle(b), all_blocks, period)["1s"]["pos"] for b in bundles]
         except (DataError, LogError) as e:
             self.log(f"  no held-out error: {e}")
@@ -312,7 +315,7 @@ class Ladder:
         try:
             report = run_fit([str(p) for p in self.accepted_logs], self.models, str(base), self.s.vehicle,
                              FitOptions(epochs=self.s.epochs, seed=self.s.seed, progress=False,
-                                        residual=self.s.residual))
+                                        residual=self.s.residual, nominal=self.s.nominal))
         except RefusedError as e:
             return None, f"refit refused: {str(e).splitlines()[0]}"
         except (DataError, LogError) as e:
@@ -447,6 +450,8 @@ def add_ladder_args(p: argparse.ArgumentParser, track_default: str | None = None
     p.add_argument("--epochs", type=int, default=d.epochs, help="residual training epochs per refit")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--no-residual", action="store_true", help="refit kinematic parameters and dead time only")
+    p.add_argument("--nominal", default=d.nominal, choices=NOMINALS,
+                   help="the refits' parametric core (tools.sysid fit --nominal); a dynamic one reads yaw_rate and slip")
     p.add_argument("--tolerance", type=float, default=d.tolerance,
                    help="a refit may predict held-out data this fraction worse than the model it replaces")
     p.add_argument("--min-gain", type=float, default=d.min_gain,
@@ -461,7 +466,7 @@ def settings_from(args: argparse.Namespace) -> LadderSettings:
         track=args.track, planner=args.planner, car=args.car, vehicle=args.vehicle, config=args.config,
         overrides=tuple(args.set), true_car=tuple(args.true), pace=args.pace, step=args.step,
         max_pace=args.max_pace, top_speed=args.top_speed, speed_step=args.speed_step, rungs=args.rungs, laps=args.laps, speed=args.speed, epochs=args.epochs,
-        seed=args.seed, residual=not args.no_residual, tolerance=args.tolerance, min_gain=args.min_gain,
+        seed=args.seed, residual=not args.no_residual, nominal=args.nominal, tolerance=args.tolerance, min_gain=args.min_gain,
         retries=args.retries,
     )
 
