@@ -13,6 +13,11 @@ and without the action-rate term, which pytorch_mppi's per-step cost cannot expr
     python bench/planners.py --paced             # calls paced at the control rate (20 Hz)
     python bench/planners.py --disassemble       # print the dense layer's inner loop per build
 
+The ``cost`` column says which cost a row runs: ``track`` (the one above) or ``friction`` (the
+same with the friction-circle term on, issue 10: the kernel then also computes the vehicle
+features); the friction rows sit beside their ``track`` twins (MPPI kinematic K=4096, iLQR
+kinematic), so the term's price is their ratio in the same run.
+
 Every row runs once per build of the native kernel: ``native`` (``-march=native``) and
 ``x86-64-v3`` (any AVX2 CPU), so the portable build's cost shows on one machine. Beside them
 the same run measures the fast path's residual network in GFLOP/s (useful FLOPs of the
@@ -57,6 +62,10 @@ TARGET_SPEED = 10.0
 WARMUP_STEPS = 15
 PARAMS = load_params("passenger_car")
 COST = CostConfig(target_speed=TARGET_SPEED, weights=CostWeights(rate=(0.0, 0.0)))
+#: The rows marked cost "friction": the friction-circle term on (issue 10), so the kernel also
+#: computes the vehicle features (a_lon, a_lat) and the term in every rollout step.
+FRICTION_COST = COST.model_copy(update={"weights": COST.weights.model_copy(update={"friction": 1000.0})})
+COSTS = {"track": COST, "friction": FRICTION_COST}
 NOISE = NoiseConfig(kind="white")
 
 
@@ -75,6 +84,7 @@ class Row:
     speedup: float | None = None
     build: str = "native"
     gemm_ratio: float | None = None
+    cost: str = "track"
 
 
 @dataclass
@@ -181,8 +191,8 @@ def closed_loop(
     return np.asarray(times), float(np.mean(lateral))
 
 
-def ours(config, model, track) -> Callable:
-    cost = TrackCost(COST, track, PARAMS)
+def ours(config, model, track, cost_config: CostConfig = COST) -> Callable:
+    cost = TrackCost(cost_config, track, PARAMS)
     planner = build_planner(config, model, cost, PARAMS)
 
     def solve(x, warm, last):
@@ -243,7 +253,8 @@ def peer(config: MPPIConfig, model, track) -> Callable:
 def run_row(spec: dict, track, steps: int, paced: bool, with_peer: bool, build: str) -> Row:
     model = make_model(spec["model"])
     config = spec["config"]
-    times, lat = closed_loop(ours(config, model, track), model, track, steps, paced)
+    cost_name = spec.get("cost", "track")
+    times, lat = closed_loop(ours(config, model, track, COSTS[cost_name]), model, track, steps, paced)
     samples = getattr(config, "num_samples", None)
     if config.kind == "mppi+ilqr":
         samples = config.mppi.num_samples
@@ -256,8 +267,9 @@ def run_row(spec: dict, track, steps: int, paced: bool, with_peer: bool, build: 
         p99_ms=float(np.percentile(times, 99)),
         mean_abs_lateral_m=lat,
         build=build,
+        cost=cost_name,
     )
-    if with_peer and config.kind == "mppi":
+    if with_peer and config.kind == "mppi" and cost_name == "track":
         peer_times, peer_lat = closed_loop(peer(config, model, track), model, track, steps, paced)
         row.peer_median_ms = float(np.median(peer_times))
         row.peer_p99_ms = float(np.percentile(peer_times, 99))
@@ -277,6 +289,8 @@ def specs(quick: bool) -> list[dict]:
             {"model": "kinematic", "config": mppi(4096, 40), "peer": False},
             {"model": "kinematic", "config": ILQRConfig(horizon=40)},
             {"model": "semi", "config": ILQRConfig(horizon=40)},
+            {"model": "kinematic", "config": mppi(4096, 40), "cost": "friction"},
+            {"model": "kinematic", "config": ILQRConfig(horizon=40), "cost": "friction"},
         ]
     rows = []
     for model in ("kinematic", "semi", "semi-ens5"):
@@ -288,6 +302,8 @@ def specs(quick: bool) -> list[dict]:
         rows.append(
             {"model": model, "config": CombinedConfig(mppi=mppi(1024, 40), ilqr=ILQRConfig(horizon=40))}
         )
+    rows.append({"model": "kinematic", "config": mppi(4096, 40), "cost": "friction"})
+    rows.append({"model": "kinematic", "config": ILQRConfig(horizon=40), "cost": "friction"})
     return rows
 
 
@@ -296,12 +312,12 @@ def fmt(v: float | None, spec: str = ".2f") -> str:
 
 
 def print_table(rows: list[Row]) -> None:
-    head = f"{'build':<10} {'planner':<10} {'model':<10} {'K':>5} {'H':>3} {'median ms':>10} {'p99 ms':>8} {'|lat| m':>8} {'peer med':>9} {'peer p99':>9} {'peer|lat|':>9} {'speedup':>8}"
+    head = f"{'build':<10} {'planner':<10} {'model':<10} {'cost':<8} {'K':>5} {'H':>3} {'median ms':>10} {'p99 ms':>8} {'|lat| m':>8} {'peer med':>9} {'peer p99':>9} {'peer|lat|':>9} {'speedup':>8}"
     print(head)
     print("-" * len(head))
     for r in rows:
         print(
-            f"{r.build:<10} {r.planner:<10} {r.model:<10} {fmt(r.samples, 'd'):>5} {r.horizon:>3} "
+            f"{r.build:<10} {r.planner:<10} {r.model:<10} {r.cost:<8} {fmt(r.samples, 'd'):>5} {r.horizon:>3} "
             f"{r.median_ms:>10.2f} {r.p99_ms:>8.2f} {r.mean_abs_lateral_m:>8.3f} "
             f"{fmt(r.peer_median_ms):>9} {fmt(r.peer_p99_ms):>9} {fmt(r.peer_mean_abs_lateral_m, '.3f'):>9} "
             f"{fmt(r.speedup, '.1f'):>8}"

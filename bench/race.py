@@ -1,26 +1,34 @@
-"""Race pace on real tracks: the daemon drives the simulator's car one lap per (track, planner).
+"""Race pace on real tracks: the daemon drives the simulator's car per (track, planner[, rung]).
 
     python bench/race.py [--json out.json] [--tracks Monza,Spa] [--planners mppi,ilqr]
-        [--car std] [--speed 10] [--laps 1] [--set cost.target_speed=12 ...]
+        [--car std] [--speed 10] [--pace 0.6] [--laps 1] [--set cost.target_speed=12 ...]
+    python bench/race.py --ladder [--rungs 7] [--pace 0.4] [--step 0.1] --tracks Zandvoort --laps 0.3
 
 For every track (TUM CSV in ../shared/tracks, or $VEHICLE_MPC_SHARED/tracks) and planner it
-starts ``python -m controller`` at its defaults (plus ``--set``) on a free loopback port,
-drives the true car (``--car``, default the drift model STD) from the start line at
-``--speed`` in lockstep, and records, one per (track, planner, rung):
+starts ``python -m controller`` at its defaults (plus ``--config``, ``--set``) on a free loopback
+port, drives the true car (``--car``, default the drift model STD) from the start line in
+lockstep, and records, one per (track, planner, rung):
 
     track, planner, rung, model, lap_time_s, ref_lap_s, ratio, offtrack_steps, spins,
-    max_abs_lateral_m, solve_p99_ms  (+ completed, end_reason, mean_speed_mps, max_abs_slip_rad,
-    recoveries, solve_p50_ms, deadline_misses)
+    max_abs_lateral_m, solve_p99_ms  (+ pace, completed, end_reason, mean_speed_mps,
+    max_abs_slip_rad, recoveries, solve_p50_ms, deadline_misses; with --ladder: kind,
+    heldout_error, status)
 
-- rung 0 is the nominal model at a safe pace (the pace ladder of issue 10 adds rungs later);
-- ref_lap_s is the friction-limited reference lap (controller/track/reference_lap.py) and
+- without ``--ladder`` there is one rung, 0: the nominal model at ``--speed`` (the heuristic
+  profile, ``cost.target_speed``) or, with ``--pace``, at that share of mu g of the reference lap
+  (``cost.speed_reference: reference_lap``);
+- with ``--ladder`` each (track, planner) runs the pace ladder (tools/sysid/ladder.py: drive,
+  refit, hot-reload, raise the pace) and every rung is a record;
+- ref_lap_s is the friction-limited reference lap (controller/track/reference_lap.py) over the
+  driven stretch (``--laps``: 0.3 compares with the reference's first 0.3 lap), and
   ratio = lap_time_s / ref_lap_s;
 - offtrack_steps counts control periods with the centre of gravity beyond a track edge;
-- spins counts the times |slip| rose above SPIN_SLIP_RAD;
+- spins counts the times |slip| rose above 0.5 rad (tools/sysid/ladder.py, SPIN_SLIP_RAD);
 - solve_p99_ms is the daemon's (stats), against its budget (solve_budget_fraction x period).
 
-Target (issue 10, "before any learning"): at 10 m/s, on every track, zero off-track steps and
-zero spins. Each lap of a real track is 7000-14000 control periods at 10 m/s; on a 2-core VM
+Targets (issue 10): before any learning, at 10 m/s, on every track, zero off-track steps and
+zero spins; after the ladder, lap time <= 1.10 x the reference with zero off-track steps and
+spins. Each lap of a real track is 7000-14000 control periods at 10 m/s; on a 2-core VM
 shared with the daemon a lap takes 2-4 minutes (the STD car's stiff wheels are integrated in
 2 ms substeps on Python floats).
 """
@@ -29,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import subprocess
 import sys
@@ -38,7 +45,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,22 +52,22 @@ sys.path.insert(0, str(ROOT))
 
 from controller.track import Track, load_track  # noqa: E402
 from sim.__main__ import free_port, stop_process  # noqa: E402
-from sim.cars import make_true_car, reference_lap_for  # noqa: E402
-from sim.closed_loop import start_state  # noqa: E402
-from sim.episode import EpisodeConfig, run_episode  # noqa: E402
+from sim.cars import reference_lap_for  # noqa: E402
 from sim.remote import ControllerClient, DaemonUnavailable  # noqa: E402
-from vehicle_models.layout import State  # noqa: E402
+from tools.sysid.ladder import (  # noqa: E402
+    LadderSettings, drive, reference_time, rung_rows, run_ladder, table,
+)
 from vehicle_models.params import load_params  # noqa: E402
 
 TRACKS = ("Monza", "Silverstone", "Spa", "Zandvoort", "Hockenheim")
 PLANNERS = ("mppi", "ilqr")
-SPIN_SLIP_RAD = 0.5  #: |slip| above this counts as a spin (about 29 degrees)
 COLUMNS = (
-    ("track", "{}"), ("planner", "{}"), ("rung", "{}"), ("model", "{}"),
+    ("track", "{}"), ("planner", "{}"), ("rung", "{}"), ("pace", "{:.2f}"), ("model", "{}"),
     ("lap_time_s", "{:.1f}"), ("ref_lap_s", "{:.1f}"), ("ratio", "{:.2f}"),
     ("offtrack_steps", "{}"), ("spins", "{}"), ("max_abs_lateral_m", "{:.2f}"),
     ("solve_p99_ms", "{:.2f}"),
 )
+LADDER_COLUMNS = (*COLUMNS[:4], ("top_speed", "{:.1f}"), *COLUMNS[4:], ("heldout_error", "{:.3f}"), ("status", "{}"))
 
 
 def shared_tracks_dir() -> Path:
@@ -101,59 +107,25 @@ def daemon(
 
 
 def drive_lap(endpoint: str, track: Track, args: argparse.Namespace) -> dict[str, Any]:
-    """One episode; the record's measured fields."""
-    car = make_true_car(args.vehicle, args.car, args.true)
-    x0 = np.zeros(7)
-    x0[:5] = start_state(track, args.speed).numpy()
-    lookup = track.lookup(torch.float64)
-    offtrack, spins, slipping, max_slip = [0], [0], [False], [0.0]
-
-    def watch(n: int, state: np.ndarray, progress: float) -> None:
-        _, _, off = lookup.locate(state[State.X], state[State.Y], state[State.YAW], 0.0)
-        offtrack[0] += int(off)  # the centre of gravity beyond an edge
-        slip = abs(float(state[State.SLIP]))
-        max_slip[0] = max(max_slip[0], slip)
-        if slip > SPIN_SLIP_RAD and not slipping[0]:
-            spins[0] += 1
-        slipping[0] = slip > SPIN_SLIP_RAD
-        if not args.quiet and n % 2000 == 0:
-            print(f"    t={n * args.period:6.1f} s  {progress:7.0f} m  v={state[State.V]:5.2f} m/s",
-                  flush=True)
-
-    config = EpisodeConfig(control_period=args.period, laps=args.laps, max_offtrack_s=2.0,
-                           vehicle_width=load_params(args.vehicle).width, reply_timeout_s=2.0)
-    with ControllerClient(endpoint, timeout_s=2.0) as client:
-        client.reset()
-        summary = run_episode(client, car, track, x0, config, on_step=watch)
-        stats = client.stats()
-    return {
-        "completed": summary.completed,
-        "end_reason": summary.end_reason,
-        "lap_time_s": summary.lap_time_s,
-        "offtrack_steps": offtrack[0],
-        "spins": spins[0],
-        "max_abs_lateral_m": summary.max_abs_lateral_m,
-        "mean_speed_mps": summary.mean_speed_mps,
-        "max_abs_slip_rad": max_slip[0],
-        "solve_p50_ms": float(stats.get("solve_ms_p50", math.nan)),
-        "solve_p99_ms": float(stats.get("solve_ms_p99", math.nan)),
-        "deadline_misses": stats.get("deadline_misses"),
-        "recoveries": stats.get("recoveries", 0),
-        "stops": stats.get("stops"),
-        "model": stats.get("model", "?"),
-    }
+    """One episode (tools/sysid/ladder.py's drive, which counts spins and off-track steps)."""
+    settings = LadderSettings(track=track.name, car=args.car, vehicle=args.vehicle, true_car=tuple(args.true),
+                              laps=args.laps, speed=args.speed, period=args.period)
+    return drive(endpoint, track, settings, None if args.quiet else (lambda line: print(line, flush=True)))
 
 
-def table(records: list[dict[str, Any]]) -> str:
-    header = "| " + " | ".join(name for name, _ in COLUMNS) + " |"
-    lines = [header, "|" + "---|" * len(COLUMNS)]
-    for r in records:
-        cells = []
-        for name, fmt in COLUMNS:
-            value = r.get(name)
-            cells.append("-" if value is None else fmt.format(value))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+def ladder_records(path: Path, track: Track, planner: str, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The pace ladder on one (track, planner): one record per rung."""
+    settings = LadderSettings(
+        track=str(path), planner=planner, car=args.car, vehicle=args.vehicle,
+        config=str(args.config) if args.config else None, overrides=tuple(args.set), true_car=tuple(args.true),
+        pace=args.pace or LadderSettings.pace, step=args.step, rungs=args.rungs, laps=args.laps,
+        speed=args.speed, period=args.period, retries=args.retries, residual=not args.no_residual,
+        top_speed=args.top_speed, speed_step=args.speed_step,
+    )
+    work = args.out / f"ladder-{track.name}-{planner}"
+    rungs = run_ladder(work, settings, (lambda line: None) if args.quiet else (lambda line: print(line, flush=True)))
+    return [{"track": track.name, "planner": planner, "car": args.car, "laps": args.laps, **row}
+            for row in rung_rows(rungs)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -165,16 +137,31 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--vehicle", default="passenger_car")
     p.add_argument("--true", action="append", default=[], metavar="PARAM=VALUE")
     p.add_argument("--speed", type=float, default=None,
-                   help="start speed and cost.target_speed [m/s] (default 10; with --config, the "
-                        "config's target speed and a 10 m/s start)")
+                   help="start speed and cost.target_speed [m/s] (default 10; with --config or --pace, "
+                        "the speed reference is theirs and 10 m/s the start speed)")
+    p.add_argument("--pace", type=float, default=None,
+                   help="speed reference: the reference lap at this share of mu g (with --ladder: rung 0's)")
     p.add_argument("--config", type=Path, help="daemon config file (e.g. configs/race.yaml)")
-    p.add_argument("--laps", type=float, default=1.0)
+    p.add_argument("--laps", type=float, default=1.0, help="stretch driven per record [laps]")
     p.add_argument("--period", type=float, default=0.05)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="daemon config override")
-    p.add_argument("--out", type=Path, default=Path("runs/race"), help="daemon logs go here")
+    p.add_argument("--ladder", action="store_true", help="run the pace ladder: one record per rung")
+    p.add_argument("--rungs", type=int, default=LadderSettings.rungs, help="--ladder: at most this many rungs")
+    p.add_argument("--step", type=float, default=LadderSettings.step, help="--ladder: pace added per pace rung")
+    p.add_argument("--retries", type=int, default=0, help="--ladder: retries of a failed pace rung at half the step")
+    p.add_argument("--top-speed", type=float, help="--ladder: rung 0's cap on the speed reference [m/s]")
+    p.add_argument("--speed-step", type=float, default=0.0, help="--ladder: added to the cap per pace rung [m/s]")
+    p.add_argument("--no-residual", action="store_true", help="--ladder: refit kinematic parameters only")
+    p.add_argument("--out", type=Path, default=Path("runs/race"), help="daemon logs (and ladder work) go here")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
-    target = [] if (args.config and args.speed is None) else [f"cost.target_speed={args.speed or 10.0}"]
+    if args.pace is not None:
+        target = ["cost.speed_reference=reference_lap", f"cost.pace={args.pace}",
+                  f"cost.target_speed={load_params(args.vehicle).speed_max}"]
+    elif args.config and args.speed is None:
+        target = []
+    else:
+        target = [f"cost.target_speed={args.speed or 10.0}"]
     args.speed = args.speed or 10.0
     torch.set_num_threads(1)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -182,26 +169,28 @@ def main(argv: list[str] | None = None) -> int:
     records: list[dict[str, Any]] = []
     for name in args.tracks.split(","):
         path = Path(name)
-        if not path.suffix:
+        if not path.suffix and ":" not in name and name not in ("circle", "figure_eight"):
             tracks_dir = tracks_dir or shared_tracks_dir()
             path = tracks_dir / f"{name}.csv"
         track = load_track(path)
-        reference = reference_lap_for(track, load_params(args.vehicle)).time_s
+        lap = reference_lap_for(track, load_params(args.vehicle))
+        reference = reference_time(lap, track, args.laps)
         for planner in args.planners.split(","):
-            overrides = [*target, *args.set]
             if not args.quiet:
                 print(f"{track.name} ({track.length:.0f} m), {planner}, {args.car} car:", flush=True)
+            if args.ladder:
+                records += ladder_records(path, track, planner, args)
+                continue
             started = time.perf_counter()
-            with daemon(str(path), planner, overrides, args.out / f"{track.name}-{planner}.log",
+            with daemon(str(path), planner, [*target, *args.set], args.out / f"{track.name}-{planner}.log",
                         args.config) as endpoint:
                 measured = drive_lap(endpoint, track, args)
-            lap = measured["lap_time_s"]
+            lap_time = measured["lap_time_s"]
             record = {
-                "track": track.name, "planner": planner, "rung": 0, "car": args.car,
-                "start_speed": args.speed, "config": str(args.config or "defaults"),
+                "track": track.name, "planner": planner, "rung": 0, "pace": args.pace, "car": args.car,
+                "start_speed": args.speed, "config": str(args.config or "defaults"), "laps": args.laps,
                 "ref_lap_s": reference,
-                # --laps 0.25 (a quick look) compares with a quarter of the reference
-                "ratio": None if lap is None else lap / (args.laps * reference),
+                "ratio": None if lap_time is None else lap_time / reference,
                 **measured,
             }
             records.append(record)
@@ -210,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
                       + ", ".join(f"{k} {record[k]}" for k in ("lap_time_s", "offtrack_steps", "spins",
                                                                 "recoveries", "max_abs_lateral_m")),
                       flush=True)
-    print(table(records))
+    print(table(records, LADDER_COLUMNS if args.ladder else COLUMNS))
     if args.json:
         args.json.write_text(json.dumps(records, indent=2) + "\n")
         print(f"records written to {args.json}")

@@ -33,7 +33,7 @@ derive from those functions.
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, NamedTuple, Protocol
+from typing import Any, Callable, Literal, NamedTuple, Protocol
 
 import numpy as np
 import torch
@@ -41,6 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
 
 from controller.track import Track, speed_profile
+from controller.track.reference_lap import reference_lap
 from controller.traction import GRAVITY
 from vehicle_models.angles import wrap_angle
 from vehicle_models.kinematic import kinematic_derivative
@@ -81,6 +82,12 @@ class CostConfig(BaseModel):
     )
     profile_accel: float = Field(2.0, gt=0, description="speed-reference acceleration [m/s^2]")
     profile_decel: float = Field(4.0, gt=0, description="speed-reference braking [m/s^2]")
+    speed_reference: Literal["profile", "reference_lap"] = Field(
+        "profile",
+        description="profile: the keys above; reference_lap: the friction-limited lap "
+        "(controller/track/reference_lap.py) at pace x mu g, capped at target_speed",
+    )
+    pace: float = Field(0.5, gt=0, le=1.0, description="share of mu g the reference_lap speed uses")
     boundary_margin: float = Field(0.3, ge=0, description="clearance kept to the edge [m]")
     terminal_weight: float = Field(5.0, ge=1, description="multiplier of state terms at t=H")
     friction_margin: float = Field(
@@ -276,13 +283,14 @@ class TrackCost:
         self.track = track
         self.length = float(track.length)
         self.lookup = track.lookup(dtype=dtype, device=device)
-        profile = speed_profile(
-            track,
-            min(config.target_speed, params.speed_max),
-            config.max_lateral_accel,
-            config.profile_accel,
-            config.profile_decel,
-        )
+        top_speed = min(config.target_speed, params.speed_max)
+        if config.speed_reference == "reference_lap":
+            profile = reference_lap(track, config.pace * params.mu, params.accel_max, params.v_switch,
+                                    top_speed).speed
+        else:
+            profile = speed_profile(
+                track, top_speed, config.max_lateral_accel, config.profile_accel, config.profile_decel
+            )
         self.speed_table = torch.as_tensor(profile, dtype=dtype, device=device)
         self.half_width = 0.5 * params.width + config.boundary_margin
         self.action_scale = torch.tensor(

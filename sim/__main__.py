@@ -2,6 +2,11 @@
 
     python -m sim demo                 # the main job: start the daemon, drive a lap, summarise
     python -m sim drive --endpoint tcp://127.0.0.1:5555 --track circle [--realtime]
+    python -m sim ladder --track ../shared/tracks/Zandvoort.csv --car std   # the pace ladder
+
+``ladder`` runs the pace ladder of ``tools.sysid ladder`` (tools/sysid/ladder.py) end to end:
+per rung it drives the daemon (a subprocess) over the wire, refits, hot-reloads or raises the
+pace, prints its progress, and at the end the lap-time table per rung.
 
 ``demo`` starts ``python -m controller`` as a subprocess on a free loopback port and waits until
 it answers, showing its start-up lines (loading the track: seconds for a real track's
@@ -312,7 +317,13 @@ def main(argv: list[str] | None = None) -> int:
     add_episode_args(drv)
     drv.add_argument("--endpoint", default="tcp://127.0.0.1:5555")
     drv.add_argument("--wait", type=float, default=30.0)
+    from tools.sysid import ladder  # the pace ladder; it builds on this module's helpers
+
+    ladder.add_ladder_args(sub.add_parser("ladder", help="the pace ladder: drive, refit, reload, faster"),
+                           track_default="circle")
     args = parser.parse_args(argv)
+    if args.command == "ladder":
+        return ladder.cmd_ladder(args)
     torch.set_num_threads(SIM_THREADS)
     try:
         load_track(args.track)  # a bad track file fails here at once, with its line and reason

@@ -65,6 +65,8 @@ COMMANDS = [
     ("sim.__main__", "main", ["drive"]),
     ("tools.sysid.__main__", "main", ["fit"]),
     ("tools.sysid.__main__", "main", ["watch"]),
+    ("tools.sysid.__main__", "main", ["ladder"]),
+    ("sim.__main__", "main", ["ladder"]),
     ("tools.replay.__main__", "main", ["report"]),
     ("tools.replay.__main__", "main", ["compare"]),
     ("tools.replay.__main__", "main", ["export"]),

@@ -24,19 +24,19 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 
 from controller.protocol_client import DaemonUnavailable
-from controller.translog import load_steps
+from controller.translog import Steps, load_steps
 from controller.track import load_track
 from sim.__main__ import free_port, stop_process
 from sim.closed_loop import start_state
 from sim.episode import EpisodeConfig, Summary, run_episode
 from sim.remote import ControllerClient
-from tools.sysid.data import blocks, windows
+from tools.sysid.data import Block, blocks, windows
 from tools.sysid.evaluate import prediction_rmse
 from tools.sysid.fit import MAX_DEAD_TIME_S, FitOptions, dead_time_of, run_fit
 from vehicle_models.bundle import ModelBundle, load_bundle, save_bundle
@@ -77,7 +77,9 @@ def _drive(client: ControllerClient, s: LoopSettings) -> Summary:
     )
 
 
-def _wait_for_model(client: ControllerClient, version: str, timeout_s: float) -> None:
+def wait_for_model(client: ControllerClient, version: str, timeout_s: float) -> None:
+    """Poll ``stats`` until the daemon runs model ``version`` (a reload is prepared off the
+    control path and swapped in between steps)."""
     deadline = time.perf_counter() + timeout_s
     while time.perf_counter() < deadline:
         try:
@@ -89,15 +91,42 @@ def _wait_for_model(client: ControllerClient, version: str, timeout_s: float) ->
     raise TimeoutError(f"the daemon did not switch to {version} within {timeout_s} s")
 
 
-def _start_daemon(work: Path, s: LoopSettings, models: Path, logs: Path, dead_time: float, tag: str):
+def start_daemon(
+    out: Path, track: str, logs: Path | None, overrides: Sequence[str], tag: str, extra: Sequence[str] = ()
+) -> tuple[subprocess.Popen, str]:
+    """``python -m controller`` on a free loopback port, logging transitions to ``logs`` (None:
+    no log), its output in ``out/daemon-<tag>.out``; stop it with ``sim.__main__.stop_process``."""
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     command = [
-        sys.executable, "-m", "controller", "--bind", endpoint, "--track", s.track, "--log-dir", str(logs),
-        f"--set=model.model_dir={models}", f"--set=cost.target_speed={s.target_speed}",
-        f"--set=dead_time={dead_time}", *(f"--set={o}" for o in s.planner_overrides),
+        sys.executable, "-m", "controller", "--bind", endpoint, "--track", track,
+        *(["--log-dir", str(logs)] if logs is not None else ["--no-log"]), *extra,
+        *(f"--set={o}" for o in overrides),
     ]
-    with open(work / f"daemon-{tag}.out", "w") as out:
-        return subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT), endpoint
+    with open(out / f"daemon-{tag}.out", "w") as output:
+        return subprocess.Popen(command, cwd=ROOT, stdout=output, stderr=subprocess.STDOUT), endpoint
+
+
+def _start_daemon(work: Path, s: LoopSettings, models: Path, logs: Path, dead_time: float, tag: str):
+    overrides = (f"model.model_dir={models}", f"cost.target_speed={s.target_speed}", f"dead_time={dead_time}",
+                 *s.planner_overrides)
+    return start_daemon(work, s.track, logs, overrides, tag)
+
+
+def held_out_blocks(steps: Steps, block_s: float = 5.0) -> tuple[list[Block], float]:
+    """Every block of ``steps``, for an evaluation (no fit trains on them)."""
+    all_blocks, period = blocks(steps, block_s=block_s, holdout_every=2)
+    for b in all_blocks:
+        b.held_out = True
+    return all_blocks, period
+
+
+def held_out_rmse(bundle: ModelBundle, all_blocks: list[Block], period: float) -> dict[str, dict[str, float]]:
+    """The bundle's open-loop prediction RMSE on ``all_blocks`` as the controller uses it: with
+    the dead time it was fitted with. Every model sees windows starting at the same moments."""
+    delay = int(round(dead_time_of(bundle) / period))
+    held_out = windows(all_blocks, int(round(1.0 / period)), stride=2, delay=delay,
+                       skip=int(round(MAX_DEAD_TIME_S / period)))
+    return prediction_rmse(bundle.build(period, dtype=torch.float64), held_out, period)
 
 
 def run_loop(work: Path, s: LoopSettings = LoopSettings(), progress: bool = False) -> dict[str, Any]:
@@ -111,7 +140,7 @@ def run_loop(work: Path, s: LoopSettings = LoopSettings(), progress: bool = Fals
             report = run_fit([str(logs)], models, str(base), "passenger_car",
                              FitOptions(epochs=s.epochs, seed=s.seed, progress=progress))
             client.reload(report["bundle"])
-            _wait_for_model(client, report["version"], 600)
+            wait_for_model(client, report["version"], 600)
             after = _drive(client, s)
         after_dead_time = max(s.configured_dead_time, float(report["dead_time_s"]))
     finally:
@@ -120,16 +149,9 @@ def run_loop(work: Path, s: LoopSettings = LoopSettings(), progress: bool = Fals
     # Held out: the laps driven after the reload (the last episode), never seen by the fit.
     steps = load_steps(logs)
     steps_after = steps.select(steps.episode == int(steps.episode.max()))
-    all_blocks, period = _all_blocks(steps_after)
-    rmse = {}
-    for key, path in (("before", base), ("after", report["bundle"])):
-        # Each model as the controller uses it: with the dead time it was fitted with. Every
-        # model sees the same windows (same start moments, same measured states).
-        bundle = load_bundle(path)
-        delay = int(round(dead_time_of(bundle) / period))
-        held_out = windows(all_blocks, int(round(1.0 / period)), stride=2, delay=delay,
-                           skip=int(round(MAX_DEAD_TIME_S / period)))
-        rmse[key] = prediction_rmse(bundle.build(period, dtype=torch.float64), held_out, period)
+    all_blocks, period = held_out_blocks(steps_after, block_s=10.0)
+    rmse = {key: held_out_rmse(load_bundle(path), all_blocks, period)
+            for key, path in (("before", base), ("after", report["bundle"]))}
     rmse_before, rmse_after = rmse["before"]["1s"]["pos"], rmse["after"]["1s"]["pos"]
     # Reference: the kinematic model with the true car's geometry (passenger_car), at its best
     # dead time on these windows. What is left above the refit is what geometry cannot give
@@ -160,9 +182,3 @@ def run_loop(work: Path, s: LoopSettings = LoopSettings(), progress: bool = Fals
                      "after_drive": "reload"},
     }
 
-
-def _all_blocks(steps):
-    all_blocks, period = blocks(steps, holdout_every=2)
-    for b in all_blocks:
-        b.held_out = True
-    return all_blocks, period

@@ -8,6 +8,15 @@ instruction into C (``float`` arithmetic, one assignment per instruction). ``bui
 the result as ``vmpc_generated.h`` beside ``rollout.c``, which includes it; nothing in the C
 source restates the equations. Change the Python function and the next build carries it.
 
+The cost's squared state terms go the same way (``controller/costs.py``): their residuals
+(``STATE_RESIDUALS``, constants read from ``Problem.cost_const`` in ``COST_CONSTANTS`` order)
+and the vehicle features they read (``vehicle_features``: a_lon, a_lat) on LANES samples for
+the rollouts, and at one point their Jacobians -- dr/df w.r.t. the features and the vehicle
+features' w.r.t. (x, u) -- for iLQR's Gauss-Newton derivatives, which ``vmpc_quadratize``
+multiplies by the track features' Jacobian (the projection's derivative, by hand). The torch
+path takes the same Jacobians from CasADi functions of the same definitions
+(``TrackCost.residual_jacobian``, ``feature_jacobian``).
+
 The step works on LANES samples in a ``#pragma omp simd`` loop of its own (vectorised like the
 hand-written lane code it replaced: the same vector libm calls, checked with objdump); the
 Jacobian, which iLQR needs at H points, on one point.

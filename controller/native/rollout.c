@@ -10,8 +10,12 @@
  *
  * The kinematic step and its Jacobians are not written here: codegen.py generates them from
  * vehicle_models/kinematic.py (kinematic_exact_step, the function the torch model runs) into
- * vmpc_generated.h. The rest restates vehicle_models/semi_parametric.py (step_fields),
- * controller/track/lookup.py (project) and controller/costs.py (TrackCost.evaluate);
+ * vmpc_generated.h, and likewise the squared state terms' residuals and their Jacobians
+ * w.r.t. the features, and the vehicle features (a_lon, a_lat) and their Jacobians, from
+ * controller/costs.py (STATE_RESIDUALS, vehicle_features). The rest restates
+ * vehicle_models/semi_parametric.py (step_fields), controller/track/lookup.py (project, and
+ * its derivative in vmpc_quadratize), the track features and the effort, rate, progress and
+ * disagreement terms of controller/costs.py (TrackCost);
  * tests/controller/test_native.py holds the two implementations equal. Layouts: states (.., NX)
  * in CommonRoad order x, y, steer, v, yaw (NX 7: then yaw_rate, slip, which the nominal step
  * carries and the residual corrects);

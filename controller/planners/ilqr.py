@@ -89,6 +89,14 @@ class ILQR:
         self.high = torch.tensor(action_high, dtype=dtype)
         self._low64 = np.asarray(action_low, dtype=np.float64)
         self._high64 = np.asarray(action_high, dtype=np.float64)
+        # The model is linearised at actions a hair inside the box. At a bound exactly, the
+        # derivative of the model's own action clip is a tie: CasADi's rule gives 1/2, and in
+        # float64 a float32 bound (0.4f > 0.4) reads as past the bound and gives 0 -- so the
+        # native and torch paths had different B wherever box-DDP had clamped an action (the
+        # 0.037 m/s^2 gap of test_native_ilqr_plans_like_the_torch_ilqr). Box-DDP needs the
+        # one-sided derivative from inside (it decides itself whether a clamped action moves).
+        inset = 1e-4 * (self.high - self.low)
+        self._linearize_low, self._linearize_high = self.low + inset, self.high - inset
         self.alphas = torch.tensor(config.line_search, dtype=dtype)
         self._no_alpha = torch.zeros_like(self.alphas)
         self._no_k = torch.zeros(config.horizon, self.nu, dtype=dtype)
@@ -167,11 +175,12 @@ class ILQR:
 
     def _derivatives(self, X: Tensor, U: Tensor, last: Tensor) -> tuple[Tensor, Tensor, Quadratization]:
         """Model Jacobians A (H, nx, nx), B (H, nx, nu) and the cost's quadratization."""
+        inside = torch.clamp(U, self._linearize_low, self._linearize_high)
         if self.native is None:
-            A, B = self.model.linearize(X[:-1], U)
+            A, B = self.model.linearize(X[:-1], inside)
             return A, B, self.cost.quadratize(X, U, last)
         X, U = X.contiguous(), U.contiguous()
-        self.native.linearize(X[:-1], U, self._A, self._B)
+        self.native.linearize(X[:-1], inside.contiguous(), self._A, self._B)
         self.native.quadratize(X, U, last.contiguous(), self._q)
         return self._A, self._B, self._q
 

@@ -260,10 +260,10 @@ def test_native_ilqr_plans_like_the_torch_ilqr() -> None:
     assert plans[1].iterations == plans[0].iterations
     assert plans[1].cost == pytest.approx(plans[0].cost, rel=1e-3)
     torch.testing.assert_close(plans[1].actions[:, 0], plans[0].actions[:, 0], rtol=1e-2, atol=2e-3)
-    # The acceleration is nearly free here (plans 0.04 m/s^2 apart differ by 1e-4 in cost): float32
-    # rounding differences of the generated step (measured: states within 8e-6 m of the torch
-    # path's) move where iLQR stops along it. Held to what matters: the cost, accelerations close.
-    torch.testing.assert_close(plans[1].actions[:, 1], plans[0].actions[:, 1], rtol=0, atol=0.06)
+    # Up to 0.037 m/s^2 apart while the model was linearised at actions clamped exactly to the
+    # box: the clip's derivative there was 1/2 in the kernel and 0 in torch (ILQR.__init__);
+    # measured 2e-5 since.
+    torch.testing.assert_close(plans[1].actions[:, 1], plans[0].actions[:, 1], rtol=0, atol=1e-3)
 
 
 @pytest.mark.parametrize("members", [1, 5], ids=["semi", "ensemble5"])

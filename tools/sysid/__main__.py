@@ -1,4 +1,4 @@
-"""python -m tools.sysid fit|watch: refit the vehicle model from transition logs.
+"""python -m tools.sysid fit|watch|ladder: refit the vehicle model from transition logs.
 
     python -m tools.sysid fit --logs runs/x/logs --out models [--base models/<bundle>] [--force]
     python -m tools.sysid fit --logs car1/logs car2/logs car3/logs --out models --cache fleet-cache
@@ -6,6 +6,7 @@
 Many --logs sources (cars, days) are read as one Arrow dataset (tools/sysid/fleet.py): the fit
 holds its arrays, never every record at once; --cache keeps the converted logs for the next refit.
     python -m tools.sysid watch --logs runs/ --model-dir models --every 2
+    python -m tools.sysid ladder --track ../shared/tracks/Zandvoort.csv --car std   # tools/sysid/ladder.py
 
 Several bundles on logs none was fitted on (docs/sysid.md):
     python -m tools.sysid evaluate --logs runs/other/logs --bundles models/a models/b
@@ -153,8 +154,11 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("--bundles", nargs="*", default=[], help="bundle directories to compare")
     evaluate.add_argument("--vehicle", default="passenger_car", help="its kinematic model is the first row")
     evaluate.add_argument("--no-kinematic", action="store_true", help="leave the vehicle's kinematic row out")
+    from tools.sysid import ladder  # drives a daemon; imported only here, fit and watch never need it
+
+    ladder.add_ladder_args(sub.add_parser("ladder", help="drive, refit, hot-reload, raise the pace (issue 10)"))
     args = p.parse_args(argv)
-    commands = {"fit": cmd_fit, "watch": cmd_watch, "evaluate": cmd_evaluate}
+    commands = {"fit": cmd_fit, "watch": cmd_watch, "evaluate": cmd_evaluate, "ladder": ladder.cmd_ladder}
     return commands[args.command](args)
 
 

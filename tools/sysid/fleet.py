@@ -87,9 +87,13 @@ def fleet_cache(cache: str | Path | None) -> Iterator[Path]:
 
 def fleet_dataset(sources: list[str | Path], cache: Path, report: ReadReport | None = None):
     """One ``pyarrow.dataset`` over every source's Parquet files, in source then file order."""
+    return _dataset(sources, [source_files(source, cache, report) for source in sources])
+
+
+def _dataset(sources: list[str | Path], files_per_source: list[list[Path]]):
     import pyarrow.dataset as ds
 
-    files = [str(f) for source in sources for f in source_files(source, cache, report)]
+    files = [str(f) for files in files_per_source for f in files]
     if not files:
         raise LogError(f"no step records in {', '.join(map(str, sources))}")
     return ds.dataset(files, format="parquet")
@@ -102,8 +106,11 @@ def load_fleet_steps(sources: list[str | Path], cache: Path) -> Steps:
     orders them; sessions are numbered fleet-wide (``Steps.session`` holds the numbers).
     """
     report = ReadReport()
-    dataset = fleet_dataset(sources, cache, report)
-    source_of = {str(f): i for i, source in enumerate(sources) for f in source_files(source, cache)}
+    # Listed once: a log still being written changes size between two listings, and with it
+    # the name of its Parquet copy.
+    files_per_source = [source_files(source, cache, report) for source in sources]
+    dataset = _dataset(sources, files_per_source)
+    source_of = {str(f): i for i, files in enumerate(files_per_source) for f in files}
     n = dataset.count_rows()
     episode = np.empty(n, dtype=np.int64)
     seq = np.empty(n, dtype=np.int64)
