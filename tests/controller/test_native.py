@@ -507,19 +507,10 @@ def test_seven_field_native_ilqr_plans_like_the_torch_ilqr() -> None:
     got = planners[1]._forward(x0, X, U, k, K, planners[1].alphas, last)
     for g_, w_ in zip(got, want):
         torch.testing.assert_close(g_, w_, rtol=1e-4, atol=1e-3)
-    # One iteration (linearisation, derivatives, backward pass, line search) is the same plan.
-    first = [ILQR(config.model_copy(update={"backend": b, "max_iterations": 1}), model, cost,
-                  PARAMS.action_low, PARAMS.action_high).plan(x0) for b in ("torch", "native")]
-    assert first[1].cost == pytest.approx(first[0].cost, rel=1e-5)
-    torch.testing.assert_close(first[1].actions, first[0].actions, rtol=0, atol=1e-4)
-    # Later iterations amplify float32 rounding into a different step length now and then (the
-    # 5-field model too: its second iterates differ by 0.3 in an action, measured), and on this
-    # strongly corrected model the two converge to neighbouring minima, 0.5 % apart (measured:
-    # torch 8.809, native 8.766 after 5 and after 12 iterations). Held to: both converge there.
     plans = [p.plan(x0) for p in planners]
-    assert plans[1].cost == pytest.approx(plans[0].cost, rel=1e-2)
-    assert plans[1].cost < 0.25 * first[1].cost
-    torch.testing.assert_close(plans[1].actions, plans[0].actions, rtol=0, atol=0.15)
+    assert plans[1].iterations == plans[0].iterations
+    assert plans[1].cost == pytest.approx(plans[0].cost, rel=1e-4)
+    torch.testing.assert_close(plans[1].actions, plans[0].actions, rtol=0, atol=1e-3)  # measured 5e-6
 
 
 def test_the_single_track_nominal_is_refused_with_its_reason() -> None:
