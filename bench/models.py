@@ -1,14 +1,17 @@
 """Solve time of the planners per vehicle model: the 5-field kinematic semi-parametric model
-(native kernel and torch) against the 7-field dynamic-state models (torch only: the kernel is
-five-state and ``backend: auto`` falls back).
+against the 7-field dynamic-state models, each on the native kernel where it runs
+(``kinematic``, ``kinematic_dynamic_state``) and on torch (``single_track`` only on torch:
+the kernel runs the kinematic bicycle, on 5 or 7 fields).
 
 Each row builds the planner the daemon would build for a bundle of that model (a residual of
 the daemon's default size, 64x64 SiLU, one member), plans from a state on ``random:0`` at
 15 m/s warm-started from its previous plan, and times every ``plan`` call after a warm-up.
-The ratio column is against the first row (5-field, native), measured in the same run.
+The ratio column is against the 5-field native row of the same planner, measured in the
+same run.
 
-    python bench/models.py                      # MPPI K=1024 H=40 and iLQR H=40, every model,
-                                                # and K=256 H=20, iLQR H=20 for the 7-field ones
+    python bench/models.py                      # MPPI K=1024 H=40 and iLQR H=40, every model
+                                                # and backend, and K=256 H=20, iLQR H=20 for
+                                                # the single-track model
     python bench/models.py --compile            # torch rows with torch.compile (slow start)
     python bench/models.py --json out.json --steps 60 --threads 2
 """
@@ -95,14 +98,15 @@ def specs(compile_torch: bool) -> list[tuple[str, str, object]]:
     ilqr = lambda backend: ILQRConfig(horizon=40, backend=backend, compile=compile_torch)  # noqa: E731
     out = []
     for label, make in (("mppi K=1024 H=40", mppi), ("ilqr H=40", ilqr)):
-        out.append(("kinematic+residual (5)", label, make("auto")))
+        out.append(("kinematic+residual (5)", label, make("native")))
         out.append(("kinematic+residual (5)", label, make("torch")))
-        out.append(("kinematic_dynamic_state+residual (7)", label, make("auto")))
+        out.append(("kinematic_dynamic_state+residual (7)", label, make("native")))
+        out.append(("kinematic_dynamic_state+residual (7)", label, make("torch")))
         out.append(("single_track+residual (7)", label, make("auto")))
-    # Smaller problems for the 7-field models: what fits the budget on torch.
-    for model in ("kinematic_dynamic_state+residual (7)", "single_track+residual (7)"):
-        out.append((model, "mppi K=256 H=20", MPPIConfig(num_samples=256, horizon=20, compile=compile_torch)))
-        out.append((model, "ilqr H=20", ILQRConfig(horizon=20, compile=compile_torch)))
+    # Smaller problems for the single-track model (torch only): what comes near the budget.
+    out.append(("single_track+residual (7)", "mppi K=256 H=20", MPPIConfig(num_samples=256, horizon=20,
+                                                                         compile=compile_torch)))
+    out.append(("single_track+residual (7)", "ilqr H=20", ILQRConfig(horizon=20, compile=compile_torch)))
     return out
 
 

@@ -184,7 +184,8 @@ def assemble(
         check_model(dynamics, recent_states, model.params)
     if warm:
         seconds = warm_up(planner, track, warm_up_speed(config))
-        log.info("planner %s ready after %.1f s warm-up", planner.name, seconds)
+        log.info("planner %s ready after %.1f s warm-up (backend %s)", planner.name, seconds,
+                 getattr(planner, "backend", "torch"))
     return Assembly(model, planner, dynamics, delay_compensator_for(config, model))
 
 

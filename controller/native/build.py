@@ -8,6 +8,10 @@ the compiler's identity, the flags and the CPU's feature flags, so a cache share
 machines can never hand one CPU code built for another. Building takes about a second; it is
 written to a temporary name and renamed, so concurrent first starts are safe.
 
+The kernel's state size is a compile-time constant (``-DNX=5`` or ``-DNX=7``, with the
+equations generated for it): one shared object per state size, so the 5-field kernel keeps
+its fixed-size loops and the 7-field one (``kinematic_dynamic_state``) gets its own.
+
 ``VEHICLE_MPC_MARCH`` picks another target (``x86-64-v3``: any AVX2 CPU; the benchmark
 times both builds side by side). The source is package data (``importlib.resources``), so an
 installed wheel builds it like a checkout.
@@ -91,8 +95,9 @@ def _build_key(cc: str, source: bytes, flags: tuple[str, ...]) -> str:
     return h.hexdigest()[:20]
 
 
-def build(march: str | None = None, force: bool = False) -> Path:
-    """Path of the kernel's shared object for ``-march=march``, compiling it if not cached.
+def build(march: str | None = None, force: bool = False, nx: int = 5) -> Path:
+    """Path of the kernel's shared object for ``-march=march`` and ``nx`` state fields,
+    compiling it if not cached.
 
     The C is ``rollout.c`` plus the headers ``codegen`` generates from the Python definitions
     (the model's equations, the state cost terms); all are part of the cache key."""
@@ -102,12 +107,12 @@ def build(march: str | None = None, force: bool = False) -> Path:
     try:
         from controller.native.codegen import HEADER_NAME, TERMS_HEADER_NAME, generated_header, terms_header
 
-        headers = {HEADER_NAME: generated_header().encode(), TERMS_HEADER_NAME: terms_header().encode()}
+        headers = {HEADER_NAME: generated_header(nx).encode(), TERMS_HEADER_NAME: terms_header().encode()}
     except Exception as e:  # noqa: BLE001  (any failure to generate means no kernel, not a crash)
         raise NativeUnavailable(f"generating the kernel's equations failed: {e}") from e
-    flags = (*COMPILE_FLAGS, f"-march={march}")
+    flags = (*COMPILE_FLAGS, f"-march={march}", f"-DNX={nx}")
     key = _build_key(cc, source + b"".join(headers.values()), flags)
-    target = cache_dir() / "native" / f"rollout-{march}-{key}.so"
+    target = cache_dir() / "native" / f"rollout-{march}-nx{nx}-{key}.so"
     if target.exists() and not force:
         return target
     try:
@@ -137,22 +142,23 @@ def build(march: str | None = None, force: bool = False) -> Path:
 
 
 @functools.lru_cache(maxsize=None)
-def _load(march: str) -> ctypes.CDLL:
+def _load(march: str, nx: int) -> ctypes.CDLL:
     import torch  # noqa: F401  (loads torch's libgomp before ours)
 
-    path = build(march)
+    path = build(march, nx=nx)
     try:
         lib = ctypes.CDLL(str(path))
     except OSError as e:
         raise NativeUnavailable(f"cannot load {path}: {e}") from e
     from controller.native.problem import declare
 
-    declare(lib)
+    declare(lib, nx)
     return lib
 
 
-def load(march: str | None = None) -> ctypes.CDLL:
-    """The loaded kernel for ``-march=march`` (default ``default_march()``), built on first use.
+def load(march: str | None = None, nx: int = 5) -> ctypes.CDLL:
+    """The loaded kernel for ``-march=march`` (default ``default_march()``) and ``nx`` state
+    fields (5 or 7), built on first use.
     Import torch first: the kernel then shares its OpenMP runtime (the same ``libgomp.so.1``)
     instead of bringing a second thread pool."""
-    return _load(march or default_march())
+    return _load(march or default_march(), nx)

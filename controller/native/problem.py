@@ -19,10 +19,12 @@ from controller.costs import TrackCost
 from controller.native.codegen import (
     COST_CONSTANTS,
     MAX_VEHICLE_PARAMS,
+    STATE_DIMS,
     STATE_TERMS,
     VEHICLE_PARAMS,
     vehicle_terms,
 )
+from vehicle_models.dynamic_nominal import KinematicDynamicState
 from vehicle_models.kinematic import KinematicBicycle
 from vehicle_models.semi_parametric import SemiParametricModel
 
@@ -32,7 +34,10 @@ log = logging.getLogger(__name__)
 Backend = Literal["auto", "native", "torch"]
 
 MAX_LAYERS, MAX_WIDTH, MAX_FEATURES, MAX_OUTPUTS, MAX_MEMBERS = 6, 256, 16, 8, 16
-NX, NU = 5, 2
+NU = 2
+#: The nominal models the kernel runs (exact types), by their state size: the kinematic
+#: bicycle, and the same bicycle on the 7-field dynamic state (yaw_rate and slip carried).
+NATIVE_NOMINALS = {KinematicBicycle: 5, KinematicDynamicState: 7}
 #: Output units the kernel's dense layers compute together (COLUMN_BLOCK in rollout.c).
 COLUMN_BLOCK = 8
 #: Samples per block of the kernel's blocked layouts (LANES in rollout.c).
@@ -74,11 +79,13 @@ class Problem(ctypes.Structure):
     ]
 
 
-def declare(lib: ctypes.CDLL) -> None:
-    """Argument types of the kernel's entry points; checks the struct layout matches."""
+def declare(lib: ctypes.CDLL, nx: int) -> None:
+    """Argument types of the kernel's entry points; checks the struct layout matches and the
+    kernel was built for ``nx`` state fields."""
     P = ctypes.POINTER(Problem)
     lib.vmpc_problem_size.restype = ctypes.c_int
     lib.vmpc_lanes.restype = ctypes.c_int
+    lib.vmpc_nx.restype = ctypes.c_int
     lib.vmpc_rollout.argtypes = [P, ctypes.c_int, ctypes.c_int] + [ctypes.c_void_p] * 8
     lib.vmpc_rollout.restype = ctypes.c_int
     lib.vmpc_mppi_iteration.argtypes = (
@@ -102,6 +109,8 @@ def declare(lib: ctypes.CDLL) -> None:
 
     if lib.vmpc_lanes() != LANES:
         raise NativeUnavailable(f"kernel blocks {lib.vmpc_lanes()} samples, Python {LANES}")
+    if lib.vmpc_nx() != nx:
+        raise NativeUnavailable(f"kernel built for {lib.vmpc_nx()} state fields, asked for {nx}")
     mismatch = layout_mismatch(kernel_layout(lib), python_layout(Problem))
     if mismatch:
         raise NativeUnavailable(f"the kernel's Problem struct differs from problem.py's: {mismatch}")
@@ -149,6 +158,12 @@ def layout_mismatch(kernel: list[FieldLayout], python: list[FieldLayout]) -> str
     return None
 
 
+def state_dim(model: Any) -> int:
+    """The state size of a model ``supports`` accepts."""
+    nominal = model.nominal if type(model) is SemiParametricModel else model
+    return NATIVE_NOMINALS[type(nominal)]
+
+
 def supports(model: Any, cost: Any) -> str | None:
     """None if the kernel can run ``model`` with ``cost``, else the reason it cannot.
 
@@ -156,8 +171,15 @@ def supports(model: Any, cost: Any) -> str | None:
     Every cost term must be one the kernel computes; one it lacks would drop out of the total.
     """
     nominal = model.nominal if type(model) is SemiParametricModel else model
-    if type(nominal) is not KinematicBicycle:
-        return f"model {type(model).__name__} is not the kinematic or semi-parametric model"
+    if type(nominal) not in NATIVE_NOMINALS:
+        return (
+            f"model {type(model).__name__} with nominal {type(nominal).__name__} is not the kinematic "
+            "bicycle or semi-parametric model on it (the kernel runs the nominals 'kinematic' and "
+            "'kinematic_dynamic_state'; 'single_track' runs on torch)"
+        )
+    nx = NATIVE_NOMINALS[type(nominal)]
+    if nx not in STATE_DIMS or nominal.state_dim != nx:
+        return f"{nominal.state_dim} state fields (the kernel is built for {STATE_DIMS})"
     if nominal.integrator != "exact":
         return f"kinematic integrator {nominal.integrator!r} (the kernel has the exact scheme)"
     if type(cost) is not TrackCost:
@@ -179,8 +201,8 @@ def supports(model: Any, cost: Any) -> str | None:
             return "too many residual inputs or outputs"
         if model.residual.config.activation not in ACTIVATIONS:
             return f"activation {model.residual.config.activation!r}"
-        if any(int(f) >= NX for f in (*model.input_fields, *model.output_fields)):
-            return "residual reads or corrects a state field the kinematic kernel does not have"
+        if any(int(f) >= nx for f in (*model.input_fields, *model.output_fields)):
+            return f"residual reads or corrects a state field the {nx}-field kernel does not have"
     return None
 
 
@@ -267,7 +289,8 @@ class NativeProblem:
             raise ValueError(f"the native kernel cannot run this problem: {reason}")
         from controller.native.build import load
 
-        self.lib = load()
+        self.nx = state_dim(model)
+        self.lib = load(nx=self.nx)
         self.term_names = cost.term_names
         self.num_terms = len(cost.term_names)
         p = Problem()
@@ -299,7 +322,7 @@ class NativeProblem:
         p.num_layers, p.members = layers, fw.weights[0].shape[0]
         p.activation = ACTIVATIONS[model.residual.config.activation]
         p.num_outputs = n_out
-        sources = [int(f) for f in model.input_fields] + [NX + a for a in range(NU)]
+        sources = [int(f) for f in model.input_fields] + [self.nx + a for a in range(NU)]
         p.input_source[: len(sources)] = sources
         p.output_field[:n_out] = [int(f) for f in model.output_fields]
         p.inv_output_scale[:n_out] = (1.0 / fw.output_scale.double()).tolist()
@@ -367,12 +390,13 @@ class NativeProblem:
         ``perturb`` and ``samples`` are blocked (``to_blocked``); states (H + 1, K, nx),
         costs (K,), terms (n_terms, K).
         """
+        nx = self.nx
         H, K, B, T = base.shape[0], num_samples, num_blocks(num_samples), self.num_terms
         rc = self.lib.vmpc_rollout(
-            self._ref, H, K, _arg("x0", x0, NX), _arg("base", base, H, NU),
+            self._ref, H, K, _arg("x0", x0, nx), _arg("base", base, H, NU),
             _arg("perturb", perturb, B, H, NU, LANES, optional=True), _arg("last_action", last_action, NU),
             _arg("samples", samples, B, H, NU, LANES, optional=True),
-            _arg("states", states, H + 1, K, NX, optional=True), _arg("costs", costs, K),
+            _arg("states", states, H + 1, K, nx, optional=True), _arg("costs", costs, K),
             _arg("terms", terms, T, K, optional=True),
         )
         if rc != 0:
@@ -397,12 +421,13 @@ class NativeProblem:
 
         ``noise`` and ``samples`` blocked (B, H, nu, LANES); ``costs`` (B * LANES,).
         """
+        nx = self.nx
         H, K, B = noise.shape[1], num_samples, num_blocks(num_samples)
         rc = self.lib.vmpc_mppi_iteration(
-            self._ref, H, K, _arg("x0", x0, NX), _arg("nominal", nominal, H, NU),
+            self._ref, H, K, _arg("x0", x0, nx), _arg("nominal", nominal, H, NU),
             _arg("noise", noise, B, H, NU, LANES), _arg("last_action", last_action, NU),
             float(temperature), _arg("samples", samples, B, H, NU, LANES), _arg("costs", costs, B * LANES),
-            _arg("plan", plan, H, NU), _arg("plan_states", plan_states, H + 1, NX),
+            _arg("plan", plan, H, NU), _arg("plan_states", plan_states, H + 1, nx),
             _arg("plan_terms", plan_terms, self.num_terms), _arg("stats", stats, 3),
         )
         if rc < 0:
@@ -425,12 +450,13 @@ class NativeProblem:
     ) -> None:
         """iLQR's closed-loop rollouts, one per step length: states (H + 1, A, nx), actions
         blocked (1, H, nu, LANES), costs (A,), terms (n_terms, A)."""
+        nx = self.nx
         H, A = actions_bar.shape[0], alphas.shape[0]
         rc = self.lib.vmpc_policy_rollout(
-            self._ref, H, A, _arg("x0", x0, NX), _arg("states_bar", states_bar, H + 1, NX),
-            _arg("actions_bar", actions_bar, H, NU), _arg("k", k, H, NU), _arg("K", K, H, NU, NX + NU),
+            self._ref, H, A, _arg("x0", x0, nx), _arg("states_bar", states_bar, H + 1, nx),
+            _arg("actions_bar", actions_bar, H, NU), _arg("k", k, H, NU), _arg("K", K, H, NU, nx + NU),
             _arg("alphas", alphas, A), _arg("last_action", last_action, NU),
-            _arg("states", states, H + 1, A, NX), _arg("actions", actions, 1, H, NU, LANES),
+            _arg("states", states, H + 1, A, nx), _arg("actions", actions, 1, H, NU, LANES),
             _arg("costs", costs, A), _arg("terms", terms, self.num_terms, A),
         )
         if rc != 0:
@@ -438,10 +464,11 @@ class NativeProblem:
 
     def linearize(self, states: Tensor, actions: Tensor, A: Tensor, B: Tensor) -> None:
         """Jacobians of the model's step at states (H, nx), actions (H, nu) into A, B."""
+        nx = self.nx
         H = actions.shape[0]
         if self.lib.vmpc_linearize(
-            self._ref, H, _arg("states", states, H, NX), _arg("actions", actions, H, NU),
-            _arg("A", A, H, NX, NX), _arg("B", B, H, NX, NU),
+            self._ref, H, _arg("states", states, H, nx), _arg("actions", actions, H, NU),
+            _arg("A", A, H, nx, nx), _arg("B", B, H, nx, NU),
         ):
             raise ValueError("native linearize refused the trajectory")
 
@@ -458,13 +485,14 @@ class NativeProblem:
     def quadratize(self, states: Tensor, actions: Tensor, last_action: Tensor, out: tuple[Tensor, ...]) -> None:
         """The cost's Gauss-Newton derivatives (``TrackCost.quadratize``) into ``out``
         = (l_z, l_u, l_zz, l_uu, l_uz)."""
-        H, NZ = actions.shape[0], NX + NU
+        nx = self.nx
+        H, NZ = actions.shape[0], nx + NU
         if len(out) != 5:
             raise ValueError("native quadratize: out is (l_z, l_u, l_zz, l_uu, l_uz)")
         shapes = {"l_z": (H + 1, NZ), "l_u": (H, NU), "l_zz": (H + 1, NZ, NZ), "l_uu": (H, NU, NU),
                   "l_uz": (H, NU, NZ)}
         rc = self.lib.vmpc_quadratize(
-            self._ref, H, _arg("states", states, H + 1, NX), _arg("actions", actions, H, NU),
+            self._ref, H, _arg("states", states, H + 1, nx), _arg("actions", actions, H, NU),
             _arg("last_action", last_action, NU),
             *(_arg(name, t, *shape) for (name, shape), t in zip(shapes.items(), out)),
         )

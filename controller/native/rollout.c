@@ -16,7 +16,9 @@
  * vehicle_models/semi_parametric.py (step_fields), controller/track/lookup.py (project, and
  * its derivative in vmpc_quadratize), the track features and the effort, rate, progress and
  * disagreement terms of controller/costs.py (TrackCost);
- * tests/controller/test_native.py holds the two implementations equal. Layouts: states (.., 5) in CommonRoad order x, y, steer, v, yaw;
+ * tests/controller/test_native.py holds the two implementations equal. Layouts: states (.., NX)
+ * in CommonRoad order x, y, steer, v, yaw (NX 7: then yaw_rate, slip, which the nominal step
+ * carries and the residual corrects);
  * actions (.., 2) steer_rate, accel; arrays are C-contiguous float32. Per-sample action arrays
  * (noise, samples) are *blocked*: (ceil(K / LANES), H, 2, LANES), sample k = b * LANES + l, so
  * that one block's whole horizon is one contiguous run of memory read with vector loads
@@ -37,7 +39,11 @@
 #define MAX_FEATURES 16
 #define MAX_OUTPUTS 8
 #define MAX_MEMBERS 16
-#define NX 5
+/* The state size, 5 (x, y, steer, v, yaw) or 7 (+ yaw_rate, slip): -DNX= from build.py, one
+   shared object each, so every loop over the state keeps a compile-time trip count. */
+#ifndef NX
+#error "build with -DNX=5 or -DNX=7 (controller/native/build.py)"
+#endif
 #define NU 2
 #define COLUMN_BLOCK 8
 #define MAX_VEHICLE_PARAMS 24 /* codegen.MAX_VEHICLE_PARAMS */
@@ -62,7 +68,7 @@ typedef struct {
     int32_t num_layers, members, activation;
     int32_t widths[MAX_LAYERS + 1]; /* widths[0] inputs; the rest padded to COLUMN_BLOCK */
     int32_t num_outputs;            /* real outputs of the last layer */
-    int32_t input_source[MAX_FEATURES]; /* 0..4 a state field, 5..6 an action field */
+    int32_t input_source[MAX_FEATURES]; /* 0..NX-1 a state field, NX..NX+1 an action field */
     int32_t output_field[MAX_OUTPUTS];  /* state field each output corrects */
     float inv_output_scale[MAX_OUTPUTS];
     const float *weights[MAX_LAYERS]; /* (members, in, out) */
@@ -302,6 +308,7 @@ static inline float sin_via_cos(float a) {
  * runs) and written beside this file by build.py.
  */
 #include "vmpc_generated.h"
+_Static_assert(GENERATED_NX == NX, "vmpc_generated.h was generated for another state size");
 
 /* The projection onto one branch's segment (the columns of ``segments`` it needs). */
 static inline void fit_branch(const Problem *p, int segment, float px, float py, float yaw, float *lateral,
@@ -920,3 +927,6 @@ int vmpc_field(int i, const char **name, int32_t *offset, int32_t *size, char *k
 
 /* LANES, the sample-block width of the blocked layouts. */
 int vmpc_lanes(void) { return LANES; }
+
+/* NX, the state size this object was built for. */
+int vmpc_nx(void) { return NX; }

@@ -47,6 +47,12 @@ class MPPIThenILQR:
         self.mppi, self.ilqr = mppi, ilqr
         self.horizon, self.dt = mppi.horizon, mppi.dt
 
+    @property
+    def backend(self) -> str:
+        """Where the two stages run: "native", "torch", or "native+torch" when they differ."""
+        stages = (self.mppi.backend, self.ilqr.backend)
+        return stages[0] if stages[0] == stages[1] else "+".join(stages)
+
     def solver_state(self) -> tuple[float, float]:
         return self.ilqr.solver_state()
 

@@ -83,6 +83,19 @@ def test_the_c_source_does_not_restate_the_generated_equations() -> None:
     assert math.isfinite(len(header))
 
 
+def test_the_seven_field_equations_carry_yaw_rate_and_slip_and_read_a_lat_from_the_yaw_rate() -> None:
+    header = codegen.generated_header(7)
+    assert "#define GENERATED_NX 7" in header and "#define GENERATED_NX 5" in codegen.generated_header(5)
+    step = header[header.index("void kinematic_step("):header.index("void kinematic_jacobian(")]
+    for field in (5, 6):  # yaw_rate, slip: read and written unchanged by the nominal step
+        read = re.search(rf"(w\d+) = x\[{field}\]\[l\];", step)
+        assert read and f"x_next[{field}][l] = {read.group(1)};" in step
+    features = header[header.index("void vehicle_features("):header.index("void vehicle_feature_jacobian(")]
+    assert "x[5][l]" in features and "tanf" not in features  # a_lat = v * yaw_rate, not the bicycle's
+    with pytest.raises(codegen.CodegenError, match="no kernel for 6 state fields"):
+        codegen.generated_header(6)
+
+
 def test_the_c_source_does_not_restate_the_state_cost_terms() -> None:
     c = source_text().decode()
     for hand_written in ("over_left", "excess", "heading_error * heading_error", "w_lateral"):

@@ -356,3 +356,183 @@ def test_a_failed_build_falls_back_with_a_line_on_stderr(tmp_path) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "torch"
     assert "native kernel cannot run here" in result.stderr and "building rollout.c failed" in result.stderr
+
+
+# -- the 7-field dynamic-state model (kinematic_dynamic_state + residual) -------------------------
+def make_model7(members: int):
+    """The kinematic bicycle on the 7-field state (yaw_rate, slip carried) and a residual that
+    reads steer, v, yaw_rate, slip and corrects every field (the bundle's defaults)."""
+    from vehicle_models.dynamic_nominal import KinematicDynamicState
+    from vehicle_models.semi_parametric import DYNAMIC_INPUT_FIELDS, DYNAMIC_OUTPUT_FIELDS
+
+    nominal = KinematicDynamicState(PARAMS, 0.05)
+    if members == 0:
+        return nominal
+    residual = ResidualEnsemble(6, 7, ResidualConfig(hidden=(64, 48), ensemble_size=members), seed=5)
+    with torch.no_grad():
+        residual.weights[-1].mul_(20)  # a correction large enough to matter, yaw_rate and slip too
+    return SemiParametricModel(nominal, residual, DYNAMIC_INPUT_FIELDS, DYNAMIC_OUTPUT_FIELDS)
+
+
+def start7(track, speed: float, s: float = 0.0) -> torch.Tensor:
+    x0 = start_state(track, speed, s=s, state_dim=7).float()
+    x0[5], x0[6] = 0.12, -0.02  # yaw_rate, slip: read by the residual and the friction term
+    return x0
+
+
+@pytest.mark.parametrize("members", [0, 1, 3], ids=["kinematic7", "semi7", "ensemble3"])
+def test_seven_field_rollout_states_and_costs_equal_the_torch_path(members: int) -> None:
+    track = load_track("figure_eight")
+    model = make_model7(members)
+    weights = CostWeights(progress=1.0, friction=50.0, overspeed=2.0, disagreement=0.5 if members > 1 else 0.0)
+    cost = TrackCost(CostConfig(weights=weights), track, PARAMS)
+    g = torch.Generator().manual_seed(10 + members)
+    H, K = 25, 70  # a partial last block
+    x0 = start7(track, 10.0, s=35.0)
+    actions = torch.rand(H, K, 2, generator=g) * (HIGH - LOW) + LOW
+    last = torch.tensor([0.1, -0.5])
+    states, spread = torch_rollout(model, x0, actions)
+    assert float((states[-1, :, 5] - x0[5]).abs().max()) > (1e-3 if members else -1)  # corrected, or carried
+    expected = cost.evaluate(states, actions, last, spread)
+    assert float(expected.terms[cost.term_names.index("friction")].max()) > 0
+
+    native = NativeProblem(model, cost, LOW, HIGH, num_threads=2)
+    assert native.nx == 7
+    got_states = torch.empty(H + 1, K, 7)
+    costs, terms = torch.empty(K), torch.empty(len(cost.term_names), K)
+    native.rollout(x0, torch.zeros(H, 2), to_blocked(actions), last, K, None, got_states, costs, terms)
+    torch.testing.assert_close(got_states, states, rtol=0, atol=2e-4)
+    torch.testing.assert_close(costs, expected.total, rtol=2e-4, atol=1e-3)
+    torch.testing.assert_close(terms, expected.terms, rtol=2e-4, atol=1e-3)
+
+
+def test_seven_field_a_lat_reads_the_yaw_rate_field() -> None:
+    # The friction term's a_lat is v * yaw_rate on a 7-field state (costs.lateral_accel): the same
+    # straight-line rollout costs more with a carried yaw rate than without, in torch and natively.
+    track = load_track("circle")
+    cost = TrackCost(CostConfig(weights=CostWeights(friction=100.0), friction_margin=0.3), track, PARAMS)
+    native = NativeProblem(make_model7(0), cost, LOW, HIGH, num_threads=1)
+    H, K = 5, 1
+    friction = cost.term_names.index("friction")
+    got = []
+    for rate in (0.0, 1.0):
+        x0 = start7(track, 12.0)
+        x0[5], x0[6] = rate, 0.0
+        terms, costs = torch.empty(len(cost.term_names), K), torch.empty(K)
+        native.rollout(x0, torch.zeros(H, 2), None, torch.zeros(2), K, None, None, costs, terms)
+        states, _ = torch_rollout(make_model7(0), x0, torch.zeros(H, K, 2))
+        want = cost.evaluate(states, torch.zeros(H, K, 2), torch.zeros(2)).terms[friction]
+        torch.testing.assert_close(terms[friction], want, rtol=1e-4, atol=1e-4)
+        got.append(float(terms[friction, 0]))
+    assert got[0] == 0.0 and got[1] > 0.0
+
+
+def test_seven_field_mppi_iteration_equals_the_torch_iteration() -> None:
+    track = load_track("random:0")
+    model = make_model7(1)
+    cost = TrackCost(CostConfig(), track, PARAMS)
+    config = MPPIConfig(num_samples=200, horizon=25, noise=NoiseConfig(kind="white"), compile=False)
+    on_torch = MPPI(config.model_copy(update={"backend": "torch"}), model, cost, PARAMS.action_low, PARAMS.action_high)
+    native = MPPI(config.model_copy(update={"backend": "native"}), model, cost, PARAMS.action_low, PARAMS.action_high)
+    assert (on_torch.backend, native.backend) == ("torch", "native")
+    x0 = start7(track, 9.0, s=80.0)
+    x0[1] += 0.5
+    nominal = torch.zeros(25, 2)
+    nominal[:, 0] = 0.05
+    noise = on_torch.sampler.draw().clone()
+    last = torch.tensor([0.0, 0.3])
+    want = on_torch._iteration(x0, nominal, noise, last)
+    got = native._iterate(x0, nominal, to_blocked(noise), last)
+    assert got.states.shape[-1] == 7
+    torch.testing.assert_close(got.actions, want.actions, rtol=1e-3, atol=1e-4)
+    torch.testing.assert_close(got.states, want.states, rtol=1e-4, atol=1e-3)
+    assert float(got.cost) == pytest.approx(float(want.cost), rel=1e-4)
+
+
+@pytest.mark.parametrize("members", [0, 1, 3], ids=["kinematic7", "semi7", "ensemble3"])
+def test_seven_field_jacobians_equal_autodiff(members: int) -> None:
+    track = load_track("random:0")
+    model = make_model7(members)
+    native = NativeProblem(model, TrackCost(CostConfig(), track, PARAMS), LOW, HIGH, num_threads=1)
+    g = torch.Generator().manual_seed(7)
+    x0 = start7(track, 10.0, s=50.0)
+    U = (torch.rand(40, 2, generator=g) * (HIGH - LOW) + LOW) * 0.5
+    X = rollout(model, x0, U)
+    A_want, B_want = model.linearize(X[:-1], U)
+    A, B = torch.empty(40, 7, 7), torch.empty(40, 7, 2)
+    native.linearize(X[:-1].contiguous(), U, A, B)
+    torch.testing.assert_close(A, A_want, rtol=0, atol=2e-5)
+    torch.testing.assert_close(B, B_want, rtol=0, atol=2e-6)
+
+
+def test_seven_field_cost_quadratization_equals_the_torch_one() -> None:
+    track = load_track("figure_eight")
+    model = make_model7(1)
+    config = CostConfig(weights=CostWeights(progress=0.5, friction=200.0, overspeed=2.0), friction_margin=0.1)
+    cost = TrackCost(config, track, PARAMS)
+    native = NativeProblem(model, cost, LOW, HIGH, num_threads=1)
+    g = torch.Generator().manual_seed(1)
+    x0 = start7(track, 10.0, s=50.0)
+    x0[1] += 1.5
+    U = (torch.rand(40, 2, generator=g) * (HIGH - LOW) + LOW) * 0.5
+    X = rollout(model, x0, U)
+    last = torch.tensor([0.1, 0.2])
+    want = cost.quadratize(X, U, last)
+    assert float(want.l_z[:, 5].abs().max()) > 0  # the friction term's gradient on yaw_rate
+    got = tuple(torch.empty_like(t) for t in want)
+    native.quadratize(X.contiguous(), U, last, got)
+    for name, g_, w in zip(want._fields, got, want):
+        torch.testing.assert_close(g_, w, rtol=1e-5, atol=1e-5 * float(w.abs().max()), msg=name)
+
+
+def test_seven_field_native_ilqr_plans_like_the_torch_ilqr() -> None:
+    from controller.planners.ilqr import ILQR, ILQRConfig
+
+    track = load_track("random:0")
+    model = make_model7(1)
+    cost = TrackCost(CostConfig(), track, PARAMS)
+    config = ILQRConfig(horizon=30, max_iterations=5, compile=False)
+    x0 = start7(track, 10.0, s=120.0)
+    x0[1] -= 0.8
+    planners = [ILQR(config.model_copy(update={"backend": b}), model, cost, PARAMS.action_low, PARAMS.action_high)
+                for b in ("torch", "native")]
+    assert [p.backend for p in planners] == ["torch", "native"]
+    # the line search's closed-loop rollouts, one per step length, on the same gains
+    g = torch.Generator().manual_seed(5)
+    U = (torch.rand(30, 2, generator=g) * (HIGH - LOW) + LOW) * 0.3
+    X = rollout(model, x0, U)
+    k, K = torch.randn(30, 2, generator=g) * 0.3, torch.randn(30, 2, 9, generator=g) * 0.05
+    last = torch.tensor([0.05, -0.2])
+    want = planners[0]._closed_loop(x0, X, U, k, K, planners[0].alphas, last)
+    got = planners[1]._forward(x0, X, U, k, K, planners[1].alphas, last)
+    for g_, w_ in zip(got, want):
+        torch.testing.assert_close(g_, w_, rtol=1e-4, atol=1e-3)
+    plans = [p.plan(x0) for p in planners]
+    assert plans[1].iterations == plans[0].iterations
+    assert plans[1].cost == pytest.approx(plans[0].cost, rel=1e-4)
+    torch.testing.assert_close(plans[1].actions, plans[0].actions, rtol=0, atol=1e-3)  # measured 5e-6
+
+
+def test_the_single_track_nominal_is_refused_with_its_reason() -> None:
+    from controller.native import supports
+    from controller.native.problem import native_problem_for
+    from vehicle_models.dynamic_nominal import SingleTrackNominal
+    from vehicle_models.single_track import load_single_track_params
+
+    cost = TrackCost(CostConfig(), load_track("circle"), PARAMS)
+    assert supports(make_model7(1), cost) is None
+    single_track = SingleTrackNominal(load_single_track_params("passenger_car"), 0.05)
+    reason = supports(single_track, cost) or ""
+    assert "SingleTrackNominal" in reason and "single_track" in reason and "torch" in reason
+    with pytest.raises(ValueError, match="backend 'native' cannot run here.*single_track"):
+        native_problem_for("MPPI", "native", single_track, cost, LOW, HIGH, 1)
+
+
+def test_each_state_size_has_its_own_kernel_and_each_checks_it() -> None:
+    five, seven = native_build.load(nx=5), native_build.load(nx=7)
+    assert (five.vmpc_nx(), seven.vmpc_nx()) == (5, 7)
+    assert native_build.build(nx=5) != native_build.build(nx=7)
+    from controller.native.problem import declare
+
+    with pytest.raises(NativeUnavailable, match="built for 7 state fields, asked for 5"):
+        declare(seven, 5)

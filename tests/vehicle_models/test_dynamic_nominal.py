@@ -135,16 +135,16 @@ def test_a_residual_on_dynamic_fields_needs_a_dynamic_nominal(tmp_path) -> None:
         load_bundle(path)
 
 
-def test_native_kernel_refuses_a_seven_field_model() -> None:
+def test_native_kernel_runs_the_kinematic_dynamic_state_model_and_refuses_single_track() -> None:
     from controller.costs import TrackCost
     from controller.config import DaemonConfig
     from controller.native import supports
     from controller.track import load_track
 
     cost = TrackCost(DaemonConfig().cost, load_track("circle"), PARAMS, torch.float32)
-    for nominal in ("kinematic_dynamic_state", "single_track"):
-        reason = supports(dynamic_bundle(nominal).build(DT), cost)
-        assert reason is not None and "not the kinematic" in reason
+    assert supports(dynamic_bundle("kinematic_dynamic_state").build(DT), cost) is None
+    reason = supports(dynamic_bundle("single_track").build(DT), cost)
+    assert reason is not None and "not the kinematic" in reason and "single_track" in reason
 
 
 def test_unmeasured_yaw_rate_and_slip_get_the_kinematic_estimate() -> None:

@@ -1,6 +1,7 @@
-"""A dynamic-state bundle over the real wire: a daemon subprocess loads it, falls back from the
-five-state native kernel to torch, builds the 7-field state from the wire (estimating what
-the car does not send), compensates the dead time with the same model, and drives the STD car."""
+"""A dynamic-state bundle over the real wire: a daemon subprocess loads it, plans on the
+7-field native kernel (``kinematic_dynamic_state``) or falls back to torch (``single_track``,
+which the kernel does not run), builds the 7-field state from the wire (estimating what the
+car does not send), compensates the dead time with the same model, and drives the STD car."""
 
 from __future__ import annotations
 
@@ -63,7 +64,11 @@ def test_a_dynamic_bundle_drives_the_std_car_on_a_generated_track(daemon_with, n
     assert summary.mean_speed_mps * 60 * 0.05 > 12.0  # it drove, not stood
     assert summary.max_abs_lateral_m < 1.5
     out = daemon_output(daemon)
-    assert "not the kinematic" in out  # backend auto: the native kernel refused, torch runs
+    if nominal == "kinematic_dynamic_state":  # backend auto: the 7-field kernel runs it
+        assert "not the kinematic" not in out and "on the torch backend" not in out
+        assert "ready after" in out and "(backend native)" in out
+    else:  # the kernel refuses the single-track nominal; torch runs
+        assert "not the kinematic" in out and "single_track" in out
 
 
 @pytest.mark.slow
