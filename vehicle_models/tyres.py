@@ -39,6 +39,9 @@ class LinearTyre(BaseModel):
         return mu * stiffness * normal_load * slip_angle
 
 
+LINEAR = LinearTyre()
+
+
 class LimitedLinearTyre(BaseModel):
     """The linear tyre capped at the friction limit |F_y| <= mu F_z."""
 
@@ -51,7 +54,7 @@ class LimitedLinearTyre(BaseModel):
     ) -> Any:
         """F_y [N] from slip angle [rad], normal load [N], mu [-] and C_S [1/rad]."""
         peak = mu * normal_load
-        return ops.clip(mu * stiffness * normal_load * slip_angle, -peak, peak)
+        return ops.clip(LINEAR.lateral_force(slip_angle, normal_load, mu, stiffness, ops), -peak, peak)
 
 
 class PacejkaTyre(BaseModel):

@@ -52,6 +52,14 @@ def torch_rollout(model, x0, actions):
     return torch.stack(states), torch.stack(spreads)
 
 
+def assert_native_quadratize_equals(native, X, U, last, want) -> None:
+    """The kernel's Gauss-Newton derivatives along (X, U) equal torch's ``want``."""
+    got = tuple(torch.empty_like(t) for t in want)
+    native.quadratize(X.contiguous(), U, last, got)
+    for name, g, w in zip(want._fields, got, want):
+        torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-5 * float(w.abs().max()), msg=name)
+
+
 @pytest.mark.parametrize("track_name", ["random:0", "figure_eight"])
 @pytest.mark.parametrize("members", [0, 1, 5], ids=["kinematic", "semi", "ensemble5"])
 def test_rollout_costs_and_states_equal_the_torch_path(track_name: str, members: int) -> None:
@@ -218,10 +226,7 @@ def test_cost_quadratization_equals_the_torch_one(friction: float) -> None:
     if friction:
         exceeds = cost.evaluate(X.unsqueeze(1), U.unsqueeze(1), last).terms[cost.term_names.index("friction")]
         assert float(exceeds) > 0  # the term is active along this trajectory
-    got = tuple(torch.empty_like(t) for t in want)
-    native.quadratize(X.contiguous(), U, last, got)
-    for name, g, w in zip(want._fields, got, want):
-        torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-5 * float(w.abs().max()), msg=name)
+    assert_native_quadratize_equals(native, X, U, last, want)
 
 
 def test_policy_rollouts_equal_the_torch_closed_loop() -> None:
@@ -479,10 +484,7 @@ def test_seven_field_cost_quadratization_equals_the_torch_one() -> None:
     last = torch.tensor([0.1, 0.2])
     want = cost.quadratize(X, U, last)
     assert float(want.l_z[:, 5].abs().max()) > 0  # the friction term's gradient on yaw_rate
-    got = tuple(torch.empty_like(t) for t in want)
-    native.quadratize(X.contiguous(), U, last, got)
-    for name, g_, w in zip(want._fields, got, want):
-        torch.testing.assert_close(g_, w, rtol=1e-5, atol=1e-5 * float(w.abs().max()), msg=name)
+    assert_native_quadratize_equals(native, X, U, last, want)
 
 
 def test_seven_field_native_ilqr_plans_like_the_torch_ilqr() -> None:
