@@ -8,7 +8,9 @@ One thread serves the sockets. A wake-up reads a round of at most ``DRAIN_ROUND`
 (ZeroMQ queues each peer's messages apart and reads them in turn, so a round holds every
 waiting car's request however much a flooding peer has queued), then serves the session
 holders' messages first and at most ``PER_CLIENT_DRAIN`` of any one client's messages (older
-ones beyond that are dropped undecoded and unanswered, counted in ``flood_dropped``). Of several step requests from
+ones beyond that are dropped undecoded and unanswered, counted in ``flood_dropped``; the
+client is remembered as a flooder, and while the flood lasts all its messages are dropped
+so; rounds are then ``FLOOD_ROUND`` messages, ``FLOOD_PAUSE_S`` apart). Of several step requests from
 one client only the newest is planned for (the older get ``stale``): a backlog never yields
 old actions. Control requests (ping, reset, stats, reload, bye) are answered in order.
 Model reloads are prepared on a worker thread and swapped in between steps; a model that
@@ -55,10 +57,13 @@ log = logging.getLogger("controller.daemon")
 
 DRAIN_ROUND = 64  #: messages read per round before the waiting cars are served
 PER_CLIENT_DRAIN = 8  #: messages of one client decoded per round; older ones are dropped
-FLOOD_ROUND = 8  #: messages read per round while a client floods
-FLOOD_PAUSE_S = 0.002  #: pause between rounds while a client floods: its pipe fills and
+FLOOD_ROUND = 2  #: messages read per round while a client floods: ZeroMQ reads the peers'
+#: queues in turn, so a waiting car's request is one of the two (one flooder)
+FLOOD_PAUSE_S = 0.00025  #: pause between rounds while a client floods: its pipe fills and
 #: ZeroMQ's back-pressure stalls the flooder, where reading at full speed would let it (and
 #: us) take whole cores from the planner; a car's request waits at most this long more.
+#: bench/loop.py's flood rows measured 8/2 ms at +3.2-4.2 ms of car p99, 2/0.25 ms at +0.1-1.2.
+MAX_FLOODERS = 64  #: identities remembered as flooding (the most recent ones)
 POLL_MS = 50
 RECEIVE_QUEUE = 100  #: messages ZeroMQ queues per peer (its default is 1000)
 RECEIVE_BUFFER = 64 << 10  #: kernel receive buffer per connection [bytes]
@@ -140,6 +145,7 @@ class Daemon:
         self._deferred_records: list[tuple[Session, int, wire.Step, StepOutcome, float, float]] = []
         self._prepare_due = False
         self._flooding = False  #: the last round was a flood: read less, pause between rounds
+        self._flooders: dict[bytes, float] = {}  #: identities caught flooding, when last seen at it
         self._decode = wire.Decoder(self.config.limits)
         self.context = zmq.Context.instance()
         self.socket = self._router()
@@ -276,9 +282,17 @@ class Daemon:
         stepped = dropped = False
         for identity in held + [i for i in rounds if self.sessions.get(i) is None]:
             messages = rounds[identity]
+            if self._flooding and identity in self._flooders and identity not in held:
+                # Still at it: shed without decoding or replying (a busy reply per message
+                # would cost this thread and ZeroMQ's for a peer that reads none of them).
+                self._drop_flood(messages)
+                self._flooders[identity] = received
+                dropped = True
+                continue
             if len(messages) > PER_CLIENT_DRAIN:
                 self._drop_flood(messages[:-PER_CLIENT_DRAIN])
                 messages = messages[-PER_CLIENT_DRAIN:]
+                self._flag_flooder(identity, received)
                 dropped = True
             stepped |= self._serve_client(messages, received, admin=False)
         # A flood: one client over its share, or full rounds of nobody's car.
@@ -299,6 +313,12 @@ class Daemon:
                 break
             self.stats.requests += 1
             self._serve_client([frames], time.time(), admin=True)
+
+    def _flag_flooder(self, identity: bytes, now: float) -> None:
+        self._flooders[identity] = now
+        if len(self._flooders) > MAX_FLOODERS:  # forget the ones that stopped longest ago
+            for old in sorted(self._flooders, key=self._flooders.__getitem__)[: len(self._flooders) - MAX_FLOODERS]:
+                del self._flooders[old]
 
     def _drop_flood(self, messages: list[list[bytes]]) -> None:
         # Shed the load: no decoding and no reply (a client that sends this many requests

@@ -26,6 +26,10 @@ def test_a_flood_from_another_process_does_not_make_the_car_late(tmp_path: Path)
     bench.print_flood(rows, 3.0)
     alone, flooded = rows["alone"], rows["flood"]
     assert flooded["flood_sent"] > 1000 and flooded["flood_dropped"] > 0  # it was a flood, and shed
+    # Once caught, the flooder's messages are shed undecoded, not answered one by one (most of
+    # what it sent is still in the kernel's buffers when it stops: it is never read at all).
+    answered = sum(flooded["errors_by_code"].values())
+    assert 10 * answered < flooded["flood_dropped"], rows
     assert flooded["steps"] == alone["steps"] == 60
     assert flooded["errors_by_code"].get("busy", 0) > 0  # the flooder never took the car's place
     # Zero is the target (bench/loop.py reports it). Replies over 50 ms (late) or 100 ms
