@@ -88,6 +88,12 @@ class CostConfig(BaseModel):
         "(controller/track/reference_lap.py) at pace x mu g, capped at target_speed",
     )
     pace: float = Field(0.5, gt=0, le=1.0, description="share of mu g the reference_lap speed uses")
+    drive_max: float | None = Field(
+        None, gt=0, description="reference_lap: driving capped at this [m/s^2] (null: pace mu g and a_max)"
+    )
+    brake_max: float | None = Field(
+        None, gt=0, description="reference_lap: braking capped at this [m/s^2] (null: pace mu g and a_max)"
+    )
     boundary_margin: float = Field(0.3, ge=0, description="clearance kept to the edge [m]")
     terminal_weight: float = Field(5.0, ge=1, description="multiplier of state terms at t=H")
     friction_margin: float = Field(
@@ -286,7 +292,7 @@ class TrackCost:
         top_speed = min(config.target_speed, params.speed_max)
         if config.speed_reference == "reference_lap":
             profile = reference_lap(track, config.pace * params.mu, params.accel_max, params.v_switch,
-                                    top_speed).speed
+                                    top_speed, drive_max=config.drive_max, brake_max=config.brake_max).speed
         else:
             profile = speed_profile(
                 track, top_speed, config.max_lateral_accel, config.profile_accel, config.profile_decel

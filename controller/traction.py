@@ -37,6 +37,17 @@ from vehicle_models.params import BicycleParams
 GRAVITY = 9.81  #: [m/s^2]
 
 
+class AxleModel(BaseModel):
+    """Where the car's weight sits and which axle drives and brakes: the guard's per-axle limit."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    cog_to_front: float = Field(gt=0, description="centre of gravity to the front axle, l_f [m]")
+    cog_height: float = Field(ge=0, description="height of the centre of gravity, h [m]")
+    drive_front: float = Field(0.0, ge=0, le=1, description="front axle's share of the drive force [-]")
+    brake_front: float = Field(0.6, ge=0, le=1, description="front axle's share of the brake force [-]")
+
+
 class TractionConfig(BaseModel):
     """``safety.traction``: the guard's friction-circle limit on the commanded acceleration."""
 
@@ -52,8 +63,15 @@ class TractionConfig(BaseModel):
     min_brake: float = Field(
         2.0, ge=0, description="braking always allowed, whatever the lateral demand [m/s^2]"
     )
+    brake_max: float | None = Field(
+        None, gt=0, description="largest braking before an axle locks [m/s^2] (null: the friction circle's)"
+    )
     steer_lookahead: float = Field(
         0.1, gt=0, description="the steering may reach its traction limit this soon [s]"
+    )
+    axles: AxleModel | None = Field(
+        None,
+        description="per-axle limits with load transfer (null: the point-mass friction circle)",
     )
 
 
@@ -79,11 +97,60 @@ def traction_accel_bounds(
     lateral = abs(lateral_accel(speed, steer, params))
     if math.isfinite(yaw_rate):
         lateral = max(lateral, abs(speed * yaw_rate))
-    longitudinal = math.sqrt(max(budget * budget - lateral * lateral, 0.0))
-    drive = min(longitudinal, config.drive_max, params.accel_max)
+    if config.axles is None:
+        longitudinal = drive = math.sqrt(max(budget * budget - lateral * lateral, 0.0))
+    else:
+        utilisation = config.margin * params.mu
+        drive = axle_limited_accel(lateral, +1.0, config.axles, params.wheelbase, utilisation, params.accel_max)
+        longitudinal = axle_limited_accel(lateral, -1.0, config.axles, params.wheelbase, utilisation, params.accel_max)
+    drive = min(drive, config.drive_max, params.accel_max)
     if params.v_switch is not None and speed > params.v_switch:
         drive = min(drive, params.accel_max * params.v_switch / speed)
-    return -max(longitudinal, config.min_brake), drive
+    brake = max(longitudinal, config.min_brake)
+    if config.brake_max is not None:
+        brake = min(brake, max(config.brake_max, config.min_brake))
+    return -brake, drive
+
+
+def axle_utilisation(accel: float, lateral: float, axles: AxleModel, wheelbase: float) -> float:
+    """The larger of the two axles' force demand over their load, sqrt(F_x^2 + F_y^2) / F_z,
+    at longitudinal ``accel`` (signed) and ``lateral`` acceleration [m/s^2]: compare with mu.
+
+    Quasi-static: the lateral force splits as the static load does (moment balance in a steady
+    turn), the longitudinal one by the drive or brake split, and the load moves by
+    accel h / L from the rear axle to the front under braking (the other way driving)."""
+    l_f = axles.cog_to_front
+    l_r = wheelbase - l_f
+    shift = accel * axles.cog_height
+    share = axles.drive_front if accel >= 0 else axles.brake_front
+    worst = 0.0
+    for load, lateral_share, longitudinal_share in (
+        (GRAVITY * l_r - shift, l_r, share),
+        (GRAVITY * l_f + shift, l_f, 1.0 - share),
+    ):
+        demand = math.hypot(longitudinal_share * accel * wheelbase, lateral * lateral_share)
+        worst = max(worst, math.inf if load <= 0 else demand / load)
+    return worst
+
+
+def axle_limited_accel(
+    lateral: float, direction: float, axles: AxleModel, wheelbase: float, mu: float, cap: float
+) -> float:
+    """Largest |a_lon| <= ``cap`` in ``direction`` (+1 driving, -1 braking) at which neither
+    axle needs more than ``mu`` of its load, with ``lateral`` [m/s^2] taken first; 0 when the
+    lateral demand alone uses an axle up. Bisection: the demand grows faster than the load."""
+    if axle_utilisation(0.0, lateral, axles, wheelbase) > mu:
+        return 0.0
+    if axle_utilisation(direction * cap, lateral, axles, wheelbase) <= mu:
+        return cap
+    low, high = 0.0, cap
+    for _ in range(24):  # cap / 2^24: well under 1e-5 m/s^2
+        middle = 0.5 * (low + high)
+        if axle_utilisation(direction * middle, lateral, axles, wheelbase) <= mu:
+            low = middle
+        else:
+            high = middle
+    return low
 
 
 def steer_limit(speed: float, params: BicycleParams, config: TractionConfig) -> float:

@@ -76,10 +76,19 @@ def reference_lap(
     v_max: float = 50.8,
     smoothing_m: float = DEFAULT_SMOOTHING_M,
     gravity: float = GRAVITY,
+    drive_max: float | None = None,
+    brake_max: float | None = None,
 ) -> ReferenceLap:
-    """The friction-limited flying lap (see the module docstring); defaults: vehicle 2."""
+    """The friction-limited flying lap (see the module docstring); defaults: vehicle 2.
+
+    ``drive_max`` and ``brake_max`` [m/s^2] further cap driving and braking (None: only the
+    g-g circle and a_max): what one axle transmits, for a speed reference the car can follow."""
     if not (mu > 0 and accel_max > 0 and v_max > 0 and smoothing_m >= 0):
         raise ValueError("mu, accel_max and v_max must be positive, smoothing_m >= 0")
+    if (drive_max is not None and not drive_max > 0) or (brake_max is not None and not brake_max > 0):
+        raise ValueError("drive_max and brake_max must be positive (or None)")
+    drive_cap = accel_max if drive_max is None else min(accel_max, drive_max)
+    brake_cap = accel_max if brake_max is None else min(accel_max, brake_max)
     if v_switch is not None and not v_switch > 0:
         raise ValueError("v_switch must be positive (or None: no power limit)")
     switch = v_switch if v_switch is not None else math.inf
@@ -99,12 +108,12 @@ def reference_lap(
         for k in range(n):
             nxt = (k + 1) % n
             a = min(available(v_list[k], kappa_list[k]),
-                    accel_max if v_list[k] <= switch else accel_max * switch / v_list[k])
+                    drive_cap if v_list[k] <= switch else min(drive_cap, accel_max * switch / v_list[k]))
             v_list[nxt] = min(v_list[nxt], math.sqrt(v_list[k] ** 2 + 2.0 * a * ds))
     for _ in range(2):
         for k in range(n - 1, -1, -1):
             prev = (k - 1) % n
-            a = min(available(v_list[k], kappa_list[k]), accel_max)
+            a = min(available(v_list[k], kappa_list[k]), brake_cap)
             v_list[prev] = min(v_list[prev], math.sqrt(v_list[k] ** 2 + 2.0 * a * ds))
     speed = np.asarray(v_list)
     time_s = float(np.sum(2.0 * ds / (speed + np.roll(speed, -1))))

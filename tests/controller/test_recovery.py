@@ -21,6 +21,9 @@ from controller.recovery import (
 )
 from controller.track import load_track
 from controller.traction import (
+    AxleModel,
+    axle_limited_accel,
+    axle_utilisation,
     GRAVITY,
     TractionConfig,
     lateral_accel,
@@ -176,3 +179,67 @@ def test_core_recovers_a_spinning_car_then_plans_again(core) -> None:
     outcomes = [core.step(x, 0.15 + 0.05 * k).status for k in range(CONFIG.exit_steps)]
     assert outcomes[:-1] == ["stop"] * (CONFIG.exit_steps - 1) and outcomes[-1] == "ok"
     assert core.car.recovery.entries == 1
+
+
+# --- per-axle limits (load transfer, brake and drive split) ---------------------------------
+
+VEHICLE_2_AXLES = AxleModel(cog_to_front=1.156, cog_height=0.614, drive_front=0.0, brake_front=0.66)
+AXLE_TRACTION = TractionConfig(axles=VEHICLE_2_AXLES, drive_max=20.0)
+
+
+def test_axle_limits_straight_line_closed_forms() -> None:
+    """Straight ahead each axle's limit is linear in a: the rear of a rear-driven car under
+    power, a_max = M g l_f / (L - M h); under braking the axle whose share outgrows its load,
+    rear b = M g l_f / ((1 - s_b) L + M h), front b = M g l_r / (s_b L - M h)."""
+    M = AXLE_TRACTION.margin * PARAMS.mu
+    L, l_f, h, s_b = PARAMS.wheelbase, 1.156, 0.614, 0.66
+    l_r = L - l_f
+    lowest, highest = traction_accel_bounds(5.0, 0.0, PARAMS, AXLE_TRACTION)
+    assert highest == pytest.approx(M * GRAVITY * l_f / (L - M * h), rel=1e-5)
+    rear = M * GRAVITY * l_f / ((1 - s_b) * L + M * h)
+    front = M * GRAVITY * l_r / (s_b * L - M * h)
+    assert -lowest == pytest.approx(min(rear, front), rel=1e-5)
+    assert rear < front  # vehicle 2: the rear locks first (brake split 66/34, load moves forward)
+    # Both below the point-mass circle's margin mu g: the axles, not the car, set the limit.
+    assert -lowest < AXLE_TRACTION.margin * PARAMS.mu * GRAVITY
+    assert axle_utilisation(lowest, 0.0, VEHICLE_2_AXLES, L) == pytest.approx(M, rel=1e-5)
+
+
+def test_axle_limits_shrink_with_cornering_and_hand_over_to_min_brake() -> None:
+    v = 20.0
+    bounds = [traction_accel_bounds(v, steer, PARAMS, AXLE_TRACTION) for steer in (0.0, 0.01, 0.02, 0.03)]
+    brakes = [-low for low, _ in bounds]
+    assert brakes == sorted(brakes, reverse=True) and brakes[0] > brakes[-1]
+    # Cornering alone beyond an axle's share: no drive, braking keeps min_brake.
+    lowest, highest = traction_accel_bounds(v, 0.1, PARAMS, AXLE_TRACTION)
+    assert highest == 0.0 and lowest == -AXLE_TRACTION.min_brake
+    assert axle_limited_accel(100.0, -1.0, VEHICLE_2_AXLES, PARAMS.wheelbase, 0.85, 11.5) == 0.0
+    # brake_max caps further (never under min_brake).
+    capped = AXLE_TRACTION.model_copy(update={"brake_max": 3.0})
+    assert traction_accel_bounds(v, 0.0, PARAMS, capped)[0] == pytest.approx(-3.0)
+    assert traction_accel_bounds(v, 0.1, PARAMS, capped)[0] == pytest.approx(-AXLE_TRACTION.min_brake)
+
+
+def test_axle_limited_braking_keeps_the_std_cars_rear_wheels_off_their_peak() -> None:
+    """The real drift car (Pacejka tyres, wheel dynamics): braking straight from 25 m/s at the
+    guard's per-axle limit keeps the rear wheels' slip in the tyres' linear range, where lateral
+    grip is left; at the point-mass circle's limit they sit at the longitudinal peak (about
+    0.1), a little more locks them (vehicle 2's 34 % rear brake share on an axle that braking
+    unloads)."""
+    from vehicle_models.true_car import TrueCar
+
+    def rear_slip_after(decel: float) -> float:
+        car = TrueCar.named("passenger_car", "std")
+        car.reset(np.array([0.0, 0.0, 0.0, 25.0, 0.0]))
+        worst = 0.0
+        for _ in range(20):  # 1 s
+            x = car.step(np.array([0.0, -decel]), 0.05)
+            _, omega_rear = car.wheel_speeds
+            worst = max(worst, 1.0 - omega_rear * 0.344 / max(float(x[State.V]), 1.0))
+        return worst
+
+    axle_limit = -traction_accel_bounds(25.0, 0.0, PARAMS, AXLE_TRACTION)[0]
+    circle_limit = -traction_accel_bounds(25.0, 0.0, PARAMS, TractionConfig())[0]
+    assert rear_slip_after(axle_limit) < 0.06
+    assert rear_slip_after(circle_limit) > 0.09
+    assert rear_slip_after(circle_limit + 0.7) > 0.9  # locked

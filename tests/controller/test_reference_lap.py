@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 from controller.track import Track, circle, load_track
 from controller.track.reference_lap import GRAVITY, drive_limit, reference_lap, smoothed_curvature
@@ -78,3 +79,37 @@ def test_real_tracks_are_near_the_issues_figures(name: str) -> None:
     lap = reference_lap(load_track(shared_track(name)))
     # The issue smoothed its centre line its own way ("lightly"): within 3 %.
     assert lap.time_s == pytest.approx(ISSUE_FIGURES_S[name], rel=0.03)
+
+
+def test_drive_and_brake_caps_bound_the_profile_and_slow_the_lap() -> None:
+    """A speed reference the car can follow: driving and braking capped at what one axle
+    transmits, on top of the g-g circle."""
+    track = load_track("random:3")
+    free = reference_lap(track, mu=0.9)
+    capped = reference_lap(track, mu=0.9, drive_max=2.5, brake_max=4.0)
+    v, ds = capped.speed, track.spacing
+    accel = (np.roll(v, -1) ** 2 - v**2) / (2 * ds)
+    assert accel.max() <= 2.5 + 1e-6 and -accel.min() <= 4.0 + 1e-6
+    free_accel = (np.roll(free.speed, -1) ** 2 - free.speed**2) / (2 * ds)
+    assert free_accel.max() > 3.0 and -free_accel.min() > 4.5  # the caps bind here
+    assert capped.time_s > free.time_s
+    assert (capped.speed <= free.speed + 1e-9).all()
+    # A circle has nothing to brake for: the caps leave its closed form alone.
+    assert reference_lap(circle(50.0), brake_max=1.0, drive_max=1.0).time_s == pytest.approx(
+        reference_lap(circle(50.0)).time_s)
+    with pytest.raises(ValueError):
+        reference_lap(track, brake_max=0.0)
+
+
+def test_the_cost_speed_reference_takes_the_caps() -> None:
+    from controller.costs import CostConfig, TrackCost
+    from vehicle_models import load_params
+
+    track = load_track("random:3")
+    params = load_params("passenger_car")
+    config = CostConfig(speed_reference="reference_lap", pace=0.9, target_speed=40.0, drive_max=2.5, brake_max=3.0)
+    v = TrackCost(config, track, params, dtype=torch.float64).speed_table.numpy()
+    accel = (np.roll(v, -1) ** 2 - v**2) / (2 * track.spacing)
+    assert accel.max() <= 2.5 + 1e-6 and -accel.min() <= 3.0 + 1e-6
+    free = TrackCost(config.model_copy(update={"drive_max": None, "brake_max": None}), track, params, dtype=torch.float64)
+    assert (v <= free.speed_table.numpy() + 1e-9).all() and v.sum() < free.speed_table.numpy().sum()
