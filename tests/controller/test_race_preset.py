@@ -12,3 +12,19 @@ def test_race_preset_loads_and_keeps_the_guard_and_the_recovery() -> None:
     assert config.cost.target_speed > load_config(DEFAULT_CONFIG).cost.target_speed
     assert config.safety.traction.enabled and config.safety.recovery.enabled
     assert config.cost.max_lateral_accel < config.safety.traction.margin * 9.81  # inside the guard's budget
+
+
+def test_race_preset_asks_no_more_than_its_guard_lets_through() -> None:
+    """The speed reference brakes and drives within the per-axle guard's straight-line limits,
+    so the plan's braking points are ones the guard will not cut."""
+    from controller.traction import traction_accel_bounds
+    from vehicle_models import load_params
+
+    config = load_config(RACE)
+    traction, cost = config.safety.traction, config.cost
+    assert traction.axles is not None and cost.speed_reference == "reference_lap"
+    params = load_params(config.vehicle)
+    for speed in (5.0, 15.0, 25.0):
+        lowest, highest = traction_accel_bounds(speed, 0.0, params, traction)
+        assert cost.brake_max is not None and cost.brake_max <= -lowest
+    assert cost.drive_max is not None and cost.drive_max <= traction.drive_max
