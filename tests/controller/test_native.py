@@ -88,16 +88,14 @@ def test_rollout_costs_and_states_equal_the_torch_path(track_name: str, members:
     torch.testing.assert_close(terms, expected.terms, rtol=2e-4, atol=1e-3)
 
 
-@pytest.mark.parametrize("members", [0, 1], ids=["kinematic", "semi"])
-def test_mppi_iteration_equals_the_torch_iteration_on_the_same_noise(members: int) -> None:
-    track = load_track("random:0")
-    model = make_model(members)
+def assert_native_mppi_iteration_equals_torch(model, track, x0: torch.Tensor) -> None:
+    """One MPPI iteration from ``x0`` (moved 0.5 m sideways) on the same white noise, native
+    against torch: the weighted actions, the rollouts and the cost agree."""
     cost = TrackCost(CostConfig(), track, PARAMS)
     config = MPPIConfig(num_samples=200, horizon=25, noise=NoiseConfig(kind="white"), compile=False)
     on_torch = MPPI(config.model_copy(update={"backend": "torch"}), model, cost, PARAMS.action_low, PARAMS.action_high)
     native = MPPI(config.model_copy(update={"backend": "native"}), model, cost, PARAMS.action_low, PARAMS.action_high)
     assert (on_torch.backend, native.backend) == ("torch", "native")
-    x0 = start_state(track, 9.0, s=80.0).float()
     x0[1] += 0.5
     nominal = torch.zeros(25, 2)
     nominal[:, 0] = 0.05
@@ -105,10 +103,17 @@ def test_mppi_iteration_equals_the_torch_iteration_on_the_same_noise(members: in
     last = torch.tensor([0.0, 0.3])
     want = on_torch._iteration(x0, nominal, noise, last)
     got = native._iterate(x0, nominal, to_blocked(noise), last)
+    assert got.states.shape[-1] == x0.shape[-1]
     torch.testing.assert_close(got.actions, want.actions, rtol=1e-3, atol=1e-4)
     torch.testing.assert_close(got.states, want.states, rtol=1e-4, atol=1e-3)
     assert float(got.cost) == pytest.approx(float(want.cost), rel=1e-4)
     assert float(got.effective_samples) == pytest.approx(float(want.effective_samples), rel=1e-3)
+
+
+@pytest.mark.parametrize("members", [0, 1], ids=["kinematic", "semi"])
+def test_mppi_iteration_equals_the_torch_iteration_on_the_same_noise(members: int) -> None:
+    track = load_track("random:0")
+    assert_native_mppi_iteration_equals_torch(make_model(members), track, start_state(track, 9.0, s=80.0).float())
 
 
 def test_same_seed_same_native_plan() -> None:
@@ -434,24 +439,7 @@ def test_seven_field_a_lat_reads_the_yaw_rate_field() -> None:
 
 def test_seven_field_mppi_iteration_equals_the_torch_iteration() -> None:
     track = load_track("random:0")
-    model = make_model7(1)
-    cost = TrackCost(CostConfig(), track, PARAMS)
-    config = MPPIConfig(num_samples=200, horizon=25, noise=NoiseConfig(kind="white"), compile=False)
-    on_torch = MPPI(config.model_copy(update={"backend": "torch"}), model, cost, PARAMS.action_low, PARAMS.action_high)
-    native = MPPI(config.model_copy(update={"backend": "native"}), model, cost, PARAMS.action_low, PARAMS.action_high)
-    assert (on_torch.backend, native.backend) == ("torch", "native")
-    x0 = start7(track, 9.0, s=80.0)
-    x0[1] += 0.5
-    nominal = torch.zeros(25, 2)
-    nominal[:, 0] = 0.05
-    noise = on_torch.sampler.draw().clone()
-    last = torch.tensor([0.0, 0.3])
-    want = on_torch._iteration(x0, nominal, noise, last)
-    got = native._iterate(x0, nominal, to_blocked(noise), last)
-    assert got.states.shape[-1] == 7
-    torch.testing.assert_close(got.actions, want.actions, rtol=1e-3, atol=1e-4)
-    torch.testing.assert_close(got.states, want.states, rtol=1e-4, atol=1e-3)
-    assert float(got.cost) == pytest.approx(float(want.cost), rel=1e-4)
+    assert_native_mppi_iteration_equals_torch(make_model7(1), track, start7(track, 9.0, s=80.0))
 
 
 @pytest.mark.parametrize("members", [0, 1, 3], ids=["kinematic7", "semi7", "ensemble3"])
