@@ -71,6 +71,8 @@ LATENCY_WINDOW = 10_000
 MAX_DEFERRED_RECORDS = 25  #: step records held back while requests keep arriving (0.5 s at 50 Hz)
 ADMISSION_WINDOW = 50  #: recent solves whose median decides whether one more car fits
 ADMIN_REQUESTS = ("reload",)  #: refused off the admin endpoint when there is one
+
+
 class _ErrorEvent(NamedTuple):
     session: Session | None
     message: str

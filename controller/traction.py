@@ -10,8 +10,13 @@ keeps a margin below it and leaves the lateral part to the steering the car alre
 with the drive limit capped as CommonRoad caps it, a_drive(v) = accel_max v_switch / v above
 v_switch (a power limit; ``BicycleParams.v_switch``), and at most ``drive_max``: a rear-wheel
 drive car puts only its rear axle's grip on the road (vehicle 2: about 7 m/s^2 from rest).
-Braking keeps ``min_brake`` even when the lateral demand uses the whole budget: a car too fast
-for its corner must still be able to slow down. mu comes from the vehicle
+Braking is capped at ``brake_max`` where set and keeps ``min_brake`` even when the lateral
+demand uses the whole budget: a car too fast for its corner must still be able to slow down.
+
+With ``axles`` (``AxleModel``) the point-mass circle gives way to a check of each axle: its
+combined force sqrt(F_x^2 + F_y^2) within margin mu of its own load, with the load moved by
+a h / L under braking or driving and the longitudinal force split by ``brake_front`` or
+``drive_front`` (``axle_utilisation``, ``axle_limited_accel``; docs/racing.md, "Per-axle limits"). mu comes from the vehicle
 (``BicycleParams.mu``), the rest from the daemon config's ``safety.traction`` (docs/config.md).
 The same budget bounds the steering: the steering angle whose kinematic lateral
 acceleration uses the whole budget is
@@ -49,7 +54,8 @@ class AxleModel(BaseModel):
 
 
 class TractionConfig(BaseModel):
-    """``safety.traction``: the guard's friction-circle limit on the commanded acceleration."""
+    """``safety.traction``: the guard's friction limits (circle or per axle) on the commanded
+    acceleration and the steering."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -93,23 +99,23 @@ def traction_accel_bounds(
     one the car shows, |v yaw_rate|: a car already turning more than its wheels say (an
     oversteering car under braking) has less left for the brakes than the kinematic bicycle
     believes."""
-    budget = config.margin * params.mu * GRAVITY
     lateral = abs(lateral_accel(speed, steer, params))
     if math.isfinite(yaw_rate):
         lateral = max(lateral, abs(speed * yaw_rate))
+    usable_mu = config.margin * params.mu
     if config.axles is None:
-        longitudinal = drive = math.sqrt(max(budget * budget - lateral * lateral, 0.0))
+        budget = usable_mu * GRAVITY
+        drive = brake = math.sqrt(max(budget * budget - lateral * lateral, 0.0))
     else:
-        utilisation = config.margin * params.mu
-        drive = axle_limited_accel(lateral, +1.0, config.axles, params.wheelbase, utilisation, params.accel_max)
-        longitudinal = axle_limited_accel(lateral, -1.0, config.axles, params.wheelbase, utilisation, params.accel_max)
+        axles, wheelbase, cap = config.axles, params.wheelbase, params.accel_max
+        drive = axle_limited_accel(lateral, +1.0, axles, wheelbase, usable_mu, cap)
+        brake = axle_limited_accel(lateral, -1.0, axles, wheelbase, usable_mu, cap)
     drive = min(drive, config.drive_max, params.accel_max)
     if params.v_switch is not None and speed > params.v_switch:
         drive = min(drive, params.accel_max * params.v_switch / speed)
-    brake = max(longitudinal, config.min_brake)
     if config.brake_max is not None:
-        brake = min(brake, max(config.brake_max, config.min_brake))
-    return -brake, drive
+        brake = min(brake, config.brake_max)
+    return -max(brake, config.min_brake), drive
 
 
 def axle_utilisation(accel: float, lateral: float, axles: AxleModel, wheelbase: float) -> float:

@@ -87,10 +87,10 @@ def reference_lap(
         raise ValueError("mu, accel_max and v_max must be positive, smoothing_m >= 0")
     if (drive_max is not None and not drive_max > 0) or (brake_max is not None and not brake_max > 0):
         raise ValueError("drive_max and brake_max must be positive (or None)")
-    drive_cap = accel_max if drive_max is None else min(accel_max, drive_max)
-    brake_cap = accel_max if brake_max is None else min(accel_max, brake_max)
     if v_switch is not None and not v_switch > 0:
         raise ValueError("v_switch must be positive (or None: no power limit)")
+    drive_cap = accel_max if drive_max is None else min(accel_max, drive_max)
+    brake_cap = accel_max if brake_max is None else min(accel_max, brake_max)
     switch = v_switch if v_switch is not None else math.inf
     grip = mu * gravity
     kappa = np.abs(smoothed_curvature(track, smoothing_m))
