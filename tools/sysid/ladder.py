@@ -27,9 +27,9 @@ step (centre of gravity beyond an edge). A model rung also: the new model's 1 s 
 RMSE on this rung's drive (held out: no fit has seen it) is at most the previous model's on the
 same windows, times (1 + ``--tolerance``). A rung that fails rolls back to the previous model and
 pace (a failed model rung reloads the previous bundle into the daemon, which is left running the
-accepted model). A model rung that drove safely but failed the prediction gate is followed by a
-pace rung on the accepted model (its drive's logs join the refit data); any other failure ends
-the ladder, after ``--retries N`` retries of a failed pace rung at half the step. The ladder also ends when a pace rung is not at least
+accepted model). A failed model rung is followed by a pace rung on the accepted model (its drive,
+logged by the daemon of the accepted rung before it, is part of the next refit's data). A failed
+pace rung ends the ladder, after ``--retries N`` retries at half the step. The ladder also ends when a pace rung is not at least
 ``--min-gain`` (a fraction) faster than the best lap so far (that rung is rolled back too: a
 pace that gains nothing is not worth its risk), at ``--max-pace`` or after ``--rungs`` rungs.
 
@@ -361,19 +361,16 @@ class Ladder:
                     self.reload(candidate)
                     rung = self.drive(Rung(n, "model", pace, load_bundle(candidate).version, str(candidate), top))
                     rung.heldout_error, rung.heldout_previous = self.held_out([candidate, bundle])
-                    unsafe = safety_failure(rung)
-                    failure = unsafe or model_gate(rung, s.tolerance)
+                    failure = safety_failure(rung) or model_gate(rung, s.tolerance)
                     self.finish(rung, failure)
+                    # This drive was logged by the accepted rung's daemon, into a directory the
+                    # fits already read: the car's data, whichever model drove.
                     if failure:
-                        self.reload(bundle)  # the daemon goes back to the accepted model
-                        if unsafe:
-                            break
-                        # A safe drive whose refit predicts worse: its logs are good data, the
-                        # accepted model stays, and the next rung tries a faster pace with it.
-                        self.accepted_logs = list(dict.fromkeys([*self.accepted_logs, self.daemon_logs]))
+                        # The refit is discarded and the accepted model drives on: the next rung
+                        # tries a faster pace with it, and the refit after that has more data.
+                        self.reload(bundle)
                         kind = "pace"
                         continue
-                    self.accepted_logs = list(dict.fromkeys([*self.accepted_logs, self.daemon_logs]))
                     bundle, model = candidate, rung.model
                     kind = "pace"
                     continue
