@@ -217,7 +217,9 @@ def run_closed_loop(
 
     plant.reset(x0)
     core.reset()
-    x = x0
+    # As on the wire: a start state without yaw_rate and slip has them unmeasured (NaN), and a
+    # 7-field model's core fills them (``fill_unmeasured``); a 5-field core reads the first five.
+    x = padded(x0)
     s_prev, lat, off, spin = where(x)
     states, lateral, offtrack, spinning, progress = [padded(x)], [lat], [off], [spin], [0.0]
     actions, status, solve_ms = [], [], []

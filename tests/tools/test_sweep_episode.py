@@ -83,3 +83,17 @@ def test_backwards_start_is_a_spin(track) -> None:
     log = run_closed_loop(core_for_config(config, track), TrueCar.named("passenger_car"), track, x0, 0.05,
                           1.674, max_steps=3)
     assert log.spinning[0] and log.summary()["spins"] >= 1
+
+
+def test_a_seven_field_model_drives_in_process_from_a_five_field_start(track, tmp_path) -> None:
+    """The start state has no yaw_rate or slip: the core fills them, as the daemon does on the wire."""
+    from vehicle_models.bundle import ModelBundle, save_bundle
+
+    config = load_config(None, SMALL)
+    bundle = save_bundle(ModelBundle("seven", load_params(config.vehicle), nominal="kinematic_dynamic_state"),
+                         tmp_path / "seven")
+    config = load_config(None, SMALL + [f"model.bundle={bundle}"])
+    log = run_config_episode(config, track, TrueCar.named("passenger_car", "std"), max_steps=20, start_speed=5.0)
+    assert log.states.shape == (21, 7) and np.isnan(log.states[0, 5:]).all()
+    assert np.isfinite(log.states[1:]).all() and (log.status == STATUS_CODES["ok"]).all()
+    assert np.abs(log.lateral).max() < 0.5
