@@ -58,6 +58,7 @@ from vehicle_models.bundle import ModelBundle, save_bundle  # noqa: E402
 from vehicle_models.params import load_params  # noqa: E402
 from vehicle_models.residual import ResidualConfig, ResidualEnsemble  # noqa: E402
 from vehicle_models.true_car import TrueCar  # noqa: E402
+from vehicle_models.semi_parametric import DEFAULT_OUTPUT_FIELDS  # noqa: E402
 
 STATE = {"x": 0.0, "y": 0.0, "yaw": 0.0, "v": 5.0, "steer": 0.0}
 OVERHEAD_DAEMON = ["planner.num_samples=64", "planner.horizon=10", "planner.compile=false"]
@@ -246,7 +247,7 @@ def print_overhead(series: dict[str, np.ndarray], gap_ms: float, period_ms: floa
 
 
 def semi_bundle(path: Path) -> Path:
-    residual = ResidualEnsemble(4, 5, ResidualConfig(hidden=(64, 64), ensemble_size=1), seed=1)
+    residual = ResidualEnsemble(4, len(DEFAULT_OUTPUT_FIELDS), ResidualConfig(hidden=(64, 64), ensemble_size=1), seed=1)
     with torch.no_grad():
         residual.weights[-1].mul_(5)
     save_bundle(ModelBundle("bench-semi", load_params("passenger_car"), residual), path, overwrite=True)

@@ -55,7 +55,7 @@ from controller.track import load_track  # noqa: E402
 from sim.closed_loop import start_state  # noqa: E402
 from vehicle_models import KinematicBicycle, State, load_params  # noqa: E402
 from vehicle_models.residual import ResidualConfig, ResidualEnsemble  # noqa: E402
-from vehicle_models.semi_parametric import SemiParametricModel  # noqa: E402
+from vehicle_models.semi_parametric import DEFAULT_OUTPUT_FIELDS, SemiParametricModel  # noqa: E402
 
 CONTROL_PERIOD = 0.05
 TARGET_SPEED = 10.0
@@ -152,7 +152,7 @@ def make_model(name: str) -> KinematicBicycle | SemiParametricModel:
     if name == "kinematic":
         return nominal
     ensemble = {"semi": 1, "semi-ens5": 5}[name]
-    residual = ResidualEnsemble(4, 5, ResidualConfig(hidden=(64, 64), ensemble_size=ensemble), seed=1)
+    residual = ResidualEnsemble(4, len(DEFAULT_OUTPUT_FIELDS), ResidualConfig(hidden=(64, 64), ensemble_size=ensemble), seed=1)
     with torch.no_grad():
         residual.weights[-1].mul_(20)  # a residual that visibly changes predictions
     return SemiParametricModel(nominal, residual, dtype=torch.float32)

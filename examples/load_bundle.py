@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from vehicle_models import ModelBundle, ResidualConfig, ResidualEnsemble, load_bundle, load_params, save_bundle
+from vehicle_models.semi_parametric import DEFAULT_OUTPUT_FIELDS
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         path = args.bundle
         if path is None:
-            residual = ResidualEnsemble(4, 5, ResidualConfig(ensemble_size=1), seed=0)
+            residual = ResidualEnsemble(4, len(DEFAULT_OUTPUT_FIELDS), ResidualConfig(ensemble_size=1), seed=0)
             example = ModelBundle(version="example-1", params=load_params("passenger_car"), residual=residual,
                                   notes="examples/load_bundle.py")
             path = save_bundle(example, Path(tmp) / "example")

@@ -38,10 +38,16 @@ from vehicle_models.residual import (
 )
 
 DEFAULT_INPUT_FIELDS: tuple[State, ...] = (State.STEER, State.V)
-DEFAULT_OUTPUT_FIELDS: tuple[State, ...] = (State.X, State.Y, State.STEER, State.V, State.YAW)
-#: A dynamic-state model reads the reported yaw rate and slip and corrects every field.
+#: The residual corrects the vehicle's motion, never the steering angle. The angle is an actuator
+#: state: it moves by the commanded rate after the dead time that sysid fits, so what the nominal
+#: misses there is the actuator's memory of earlier commands, which the residual cannot see. Fed
+#: closed-loop data, it learned the controller's habits instead (large angles at speed are
+#: followed by unwinding: "the wheel self-centres"), and a planner that optimised through that
+#: correction steered the car off a straight (docs/racing.md, "Learning at the limit").
+DEFAULT_OUTPUT_FIELDS: tuple[State, ...] = (State.X, State.Y, State.V, State.YAW)
+#: A dynamic-state model reads the reported yaw rate and slip and corrects every motion field.
 DYNAMIC_INPUT_FIELDS: tuple[State, ...] = (State.STEER, State.V, State.YAW_RATE, State.SLIP)
-DYNAMIC_OUTPUT_FIELDS: tuple[State, ...] = tuple(State)
+DYNAMIC_OUTPUT_FIELDS: tuple[State, ...] = tuple(f for f in State if f != State.STEER)
 #: Fields corrected by a plain rate (not rotated like x, y).
 _RATE_FIELDS = (int(State.STEER), int(State.V), int(State.YAW), int(State.YAW_RATE), int(State.SLIP))
 

@@ -23,7 +23,7 @@ from sim.closed_loop import start_state
 from vehicle_models import KinematicBicycle, load_params
 from vehicle_models.dynamics import rollout
 from vehicle_models.residual import ResidualConfig, ResidualEnsemble
-from vehicle_models.semi_parametric import SemiParametricModel
+from vehicle_models.semi_parametric import DEFAULT_OUTPUT_FIELDS, SemiParametricModel
 
 PARAMS = load_params("passenger_car")
 LOW, HIGH = torch.tensor(PARAMS.action_low), torch.tensor(PARAMS.action_high)
@@ -33,7 +33,7 @@ def make_model(members: int):
     nominal = KinematicBicycle(PARAMS, 0.05)
     if members == 0:
         return nominal
-    residual = ResidualEnsemble(4, 5, ResidualConfig(hidden=(64, 48), ensemble_size=members), seed=3)
+    residual = ResidualEnsemble(4, len(DEFAULT_OUTPUT_FIELDS), ResidualConfig(hidden=(64, 48), ensemble_size=members), seed=3)
     with torch.no_grad():
         residual.weights[-1].mul_(20)  # a correction large enough to matter
     return SemiParametricModel(nominal, residual)
@@ -284,7 +284,7 @@ def test_residual_network_alone_equals_the_torch_forward_pass(members: int) -> N
     native = NativeProblem(model, TrackCost(CostConfig(), load_track("circle"), PARAMS), LOW, HIGH, 2)
     n_in = model.residual.in_dim
     features = torch.randn(37, n_in, generator=torch.Generator().manual_seed(4)) * 3  # 37: a partial block
-    rates, spread = torch.empty(37, 5), torch.empty(37)
+    rates, spread = torch.empty(37, len(model.output_fields)), torch.empty(37)
     native.residual(features, rates, spread)
     want = fused_forward(model.fused, "silu", features)
     torch.testing.assert_close(rates, want.mean, rtol=1e-4, atol=1e-4)
@@ -371,14 +371,15 @@ def test_a_failed_build_falls_back_with_a_line_on_stderr(tmp_path) -> None:
 # -- the 7-field dynamic-state model (kinematic_dynamic_state + residual) -------------------------
 def make_model7(members: int):
     """The kinematic bicycle on the 7-field state (yaw_rate, slip carried) and a residual that
-    reads steer, v, yaw_rate, slip and corrects every field (the bundle's defaults)."""
+    reads steer, v, yaw_rate, slip and corrects every motion field (the bundle's defaults)."""
     from vehicle_models.dynamic_nominal import KinematicDynamicState
     from vehicle_models.semi_parametric import DYNAMIC_INPUT_FIELDS, DYNAMIC_OUTPUT_FIELDS
 
     nominal = KinematicDynamicState(PARAMS, 0.05)
     if members == 0:
         return nominal
-    residual = ResidualEnsemble(6, 7, ResidualConfig(hidden=(64, 48), ensemble_size=members), seed=5)
+    residual = ResidualEnsemble(len(DYNAMIC_INPUT_FIELDS) + 2, len(DYNAMIC_OUTPUT_FIELDS),
+                                ResidualConfig(hidden=(64, 48), ensemble_size=members), seed=5)
     with torch.no_grad():
         residual.weights[-1].mul_(20)  # a correction large enough to matter, yaw_rate and slip too
     return SemiParametricModel(nominal, residual, DYNAMIC_INPUT_FIELDS, DYNAMIC_OUTPUT_FIELDS)

@@ -24,13 +24,13 @@ from tests.shared_data import shared_track
 from sim.closed_loop import FunctionPlant, make_core, run_closed_loop, start_state
 from vehicle_models import KinematicBicycle, State, load_params
 from vehicle_models.residual import ResidualConfig, ResidualEnsemble
-from vehicle_models.semi_parametric import SemiParametricModel
+from vehicle_models.semi_parametric import DEFAULT_OUTPUT_FIELDS, SemiParametricModel
 
 PARAMS = load_params("passenger_car")
 
 
 def semi_model(ensemble_size: int = 1, dtype: torch.dtype = torch.float32) -> SemiParametricModel:
-    residual = ResidualEnsemble(4, 5, ResidualConfig(ensemble_size=ensemble_size), seed=1)
+    residual = ResidualEnsemble(4, len(DEFAULT_OUTPUT_FIELDS), ResidualConfig(ensemble_size=ensemble_size), seed=1)
     with torch.no_grad():
         residual.weights[-1].mul_(20)  # a residual that changes predictions visibly
     return SemiParametricModel(KinematicBicycle(PARAMS, 0.05), residual, dtype=dtype)

@@ -9,6 +9,7 @@ from pathlib import Path
 from sim.remote import ControllerClient
 from vehicle_models.bundle import ModelBundle, save_bundle
 from vehicle_models.params import load_params
+from vehicle_models.semi_parametric import DEFAULT_OUTPUT_FIELDS
 
 STATE = {"x": 0.0, "y": 0.0, "yaw": 0.0, "v": 5.0, "steer": 0.0}
 
@@ -79,7 +80,7 @@ def test_a_bundle_whose_weights_hold_objects_is_refused_naming_the_file(tmp_path
             return (os.getcwd, ())
 
     bundle = save_bundle(
-        ModelBundle("v2", load_params("passenger_car"), ResidualEnsemble(4, 5, ResidualConfig(), seed=0)), tmp_path / "v2"
+        ModelBundle("v2", load_params("passenger_car"), ResidualEnsemble(4, len(DEFAULT_OUTPUT_FIELDS), ResidualConfig(), seed=0)), tmp_path / "v2"
     )
     manifest = json.loads((bundle / "manifest.json").read_text())
     weights = bundle / manifest["residual"]["weights_file"]

@@ -11,6 +11,7 @@ from sim.remote import ControllerClient
 from vehicle_models.bundle import ModelBundle, save_bundle
 from vehicle_models.params import load_params
 from vehicle_models.residual import ResidualConfig, ResidualEnsemble
+from vehicle_models.semi_parametric import DEFAULT_OUTPUT_FIELDS
 
 STATE = {"x": 0.0, "y": 0.0, "yaw": 0.0, "v": 5.0, "steer": 0.0}
 
@@ -32,7 +33,7 @@ def test_reload_swaps_good_bundles_and_refuses_bad_ones(start_daemon, tmp_path: 
     daemon = start_daemon([f"model.model_dir={models}"])
     with ControllerClient(daemon.endpoint, timeout_s=5.0) as client:
         assert client.ping()["model"] == "v1"
-        residual = ResidualEnsemble(4, 5, ResidualConfig(), seed=0)
+        residual = ResidualEnsemble(4, len(DEFAULT_OUTPUT_FIELDS), ResidualConfig(), seed=0)
         save_bundle(ModelBundle("v2", params, residual), models / "v2")
         assert client.reload()["type"] == "ack"
         stamp = 0.0
@@ -43,7 +44,7 @@ def test_reload_swaps_good_bundles_and_refuses_bad_ones(start_daemon, tmp_path: 
         stamp += 0.05
         assert client.step(int(stamp * 100), stamp, STATE, timeout_s=5.0).status == "ok"
 
-        bad = save_bundle(ModelBundle("v3", params, ResidualEnsemble(4, 5, ResidualConfig(), seed=1)), models / "v3")
+        bad = save_bundle(ModelBundle("v3", params, ResidualEnsemble(4, len(DEFAULT_OUTPUT_FIELDS), ResidualConfig(), seed=1)), models / "v3")
         (bad / "residual.pt").write_bytes(b"not a torch file")
         client.reload(str(bad))
         stats = wait_for(client, lambda s: s["reload_failures"] >= 1)

@@ -11,11 +11,11 @@ import torch
 from vehicle_models import load_params
 from vehicle_models.bundle import BundleError, ModelBundle, load_bundle, save_bundle
 from vehicle_models.residual import ResidualConfig, ResidualEnsemble
-from vehicle_models.semi_parametric import SemiParametricModel
+from vehicle_models.semi_parametric import DEFAULT_OUTPUT_FIELDS, SemiParametricModel
 
 
 def _bundle(ensemble_size: int = 2) -> ModelBundle:
-    residual = ResidualEnsemble(4, 5, ResidualConfig(ensemble_size=ensemble_size, hidden=(16, 16)), seed=1)
+    residual = ResidualEnsemble(4, len(DEFAULT_OUTPUT_FIELDS), ResidualConfig(ensemble_size=ensemble_size, hidden=(16, 16)), seed=1)
     with torch.no_grad():
         residual.input_std.fill_(2.0)
         residual.output_mean.fill_(0.01)

@@ -7,18 +7,19 @@ import torch
 
 from vehicle_models import KinematicBicycle, State, linearize_autodiff, load_params
 from vehicle_models.residual import ResidualConfig, ResidualEnsemble
-from vehicle_models.semi_parametric import SemiParametricModel
+from vehicle_models.semi_parametric import DEFAULT_OUTPUT_FIELDS, SemiParametricModel
 
 
 def _make(ensemble_size: int = 1, dtype: torch.dtype = torch.float64, seed: int = 3, **cfg) -> SemiParametricModel:
-    residual = ResidualEnsemble(4, 5, ResidualConfig(ensemble_size=ensemble_size, **cfg), seed=seed)
+    n_out = len(DEFAULT_OUTPUT_FIELDS)
+    residual = ResidualEnsemble(4, n_out, ResidualConfig(ensemble_size=ensemble_size, **cfg), seed=seed)
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         # Non-trivial normalisers and a residual large enough to matter.
         residual.input_mean.copy_(torch.randn(4, generator=g))
         residual.input_std.copy_(torch.rand(4, generator=g) + 0.5)
-        residual.output_mean.copy_(torch.randn(5, generator=g) * 0.1)
-        residual.output_std.copy_(torch.rand(5, generator=g) + 0.5)
+        residual.output_mean.copy_(torch.randn(n_out, generator=g) * 0.1)
+        residual.output_std.copy_(torch.rand(n_out, generator=g) + 0.5)
         residual.weights[-1].mul_(50)
     residual.to(dtype)
     nominal = KinematicBicycle(load_params("passenger_car"), 0.05)
@@ -85,7 +86,7 @@ def test_training_pairs_recover_the_residual_it_was_built_from() -> None:
     x, u = _points((50,))
     dts = torch.full((50,), 0.05, dtype=torch.float64)
     pairs = model.training_pairs(x, u, model.step(x, u), dts)
-    assert pairs.features.shape == (50, 4) and pairs.targets.shape == (50, 5)
+    assert pairs.features.shape == (50, 4) and pairs.targets.shape == (50, len(DEFAULT_OUTPUT_FIELDS))
     predicted = model.residual.members(pairs.features).mean(0)
     assert torch.allclose(pairs.targets, predicted, atol=1e-9)
 
@@ -104,7 +105,7 @@ def test_training_pairs_handle_varying_step_lengths_and_yaw_wrap() -> None:
 
 
 def test_rejects_inconsistent_fields() -> None:
-    residual = ResidualEnsemble(4, 5, ResidualConfig())
+    residual = ResidualEnsemble(4, len(DEFAULT_OUTPUT_FIELDS), ResidualConfig())
     nominal = KinematicBicycle(load_params("passenger_car"), 0.05)
     with pytest.raises(ValueError, match="position or yaw"):
         SemiParametricModel(nominal, ResidualEnsemble(5, 5, ResidualConfig()), input_fields=(State.V, State.STEER, State.YAW))
@@ -116,7 +117,7 @@ def test_rejects_inconsistent_fields() -> None:
 
 def test_float32_hot_path_matches_float64() -> None:
     m64 = _make()
-    residual32 = ResidualEnsemble(4, 5, ResidualConfig(), seed=3)
+    residual32 = ResidualEnsemble(4, len(DEFAULT_OUTPUT_FIELDS), ResidualConfig(), seed=3)
     residual32.load_state_dict({k: v.float() for k, v in m64.residual.state_dict().items()})
     m32 = SemiParametricModel(m64.nominal, residual32, dtype=torch.float32)
     x, u = _points((100,))
