@@ -17,8 +17,8 @@ Residuals (SI units; track quantities from the projection of the reference point
                                              friction budget m mu g (m = friction_margin), in
                                              units of mu g; a_lon the commanded acceleration
                                              u_{t-1}, a_lat = v yaw_rate(x_t) (``lateral_accel``)
-    effort        u / u_max                  normalised action
-    rate          (u_t - u_{t-1}) / u_max    normalised action change per step
+    effort        u / u_max                  normalised action (ACTION_RESIDUALS)
+    rate          (u_t - u_{t-1}) / u_max    normalised action change per step (ACTION_RESIDUALS)
     progress      -(s_H - s_0)               arc length gained over the horizon [m] (racing)
     disagreement  ensemble disagreement      model uncertainty (uncertainty-aware planning)
 
@@ -186,6 +186,23 @@ STATE_RESIDUALS: dict[str, Callable[[Any, Features, CostConstants], Any]] = {
 }
 
 
+#: The squared action terms, each as its residual (one entry per action field) of the action
+#: u_t, the action before it (u_{t-1}; the last action sent at t = 0) and 1 / the action scale,
+#: written once like STATE_RESIDUALS: TrackCost evaluates them on tensors and differentiates them
+#: for iLQR (``action_residual_jacobian``), and the native kernel runs C generated from them
+#: (codegen.py). A term's weights are the CostWeights field of its name, one per action field;
+#: its cost is sum_t sum_n w_n r_n^2 (no terminal multiplier).
+ACTION_RESIDUALS: dict[str, Callable[[Any, Any, Any, Any], Any]] = {
+    "effort": lambda ops, u, prev, inv_scale: u * inv_scale,
+    "rate": lambda ops, u, prev, inv_scale: (u - prev) * inv_scale,
+}
+
+
+def action_residuals(ops: Any, names: tuple[str, ...], u: Any, prev: Any, inv_scale: Any) -> Any:
+    """The named action terms' residuals, term after term (``ops.cat`` on the last axis)."""
+    return ops.cat([ACTION_RESIDUALS[name](ops, u, prev, inv_scale) for name in names])
+
+
 _FEATURE_INDEX = {name: i for i, name in enumerate(Features._fields)}
 
 
@@ -196,7 +213,9 @@ def _derivative_function(cost: "TrackCost", kind: str, points: int, state_dim: i
     - ``vehicle``: z (nx + nu, points) -> the Jacobian (n_vehicle_features, nx + nu) of
       ``vehicle_features`` at each point, stacked (points * n_vehicle_features, nx + nu);
     - ``residuals``: f (n_features, points) -> [r | dr/df] (points * n_terms, 1 + n_features)
-      of the cost's active state terms.
+      of the cost's active state terms;
+    - ``actions``: (u_t, u_{t-1}) (2 nu, points) -> [r | dr/du_t | dr/du_{t-1}]
+      (points * n_rows, 1 + 2 nu) of the cost's active action terms (nu rows each).
 
     The same expressions the kernel's generated C evaluates (codegen.py), evaluated by CasADi's
     virtual machine on all points at once. Measured, the whole torch ``quadratize`` at H = 40
@@ -213,6 +232,12 @@ def _derivative_function(cost: "TrackCost", kind: str, points: int, state_dim: i
         z = ca.SX.sym("z", nz)
         values = ca.vertcat(*vehicle_features(CASADI, cost.params, z[:state_dim], z[state_dim:], state_dim))
         fn = ca.Function("vehicle_jacobian", [z], [ca.jacobian(values, z)])
+    elif kind == "actions":
+        u, prev = ca.SX.sym("u", 2), ca.SX.sym("prev", 2)
+        inv_scale = ca.DM((1.0 / cost.action_scale.double()).tolist())
+        r = action_residuals(CASADI, cost.action_terms, u, prev, inv_scale)
+        fn = ca.Function("action_jacobian", [ca.vertcat(u, prev)],
+                         [ca.horzcat(r, ca.jacobian(r, u), ca.jacobian(r, prev))])
     else:
         f = ca.SX.sym("f", len(Features._fields))
         features = Features(*(f[i] for i in range(f.shape[0])))
@@ -305,19 +330,21 @@ class TrackCost:
             dtype=dtype,
             device=device,
         )
+        self.inv_action_scale = 1.0 / self.action_scale
         w = config.weights
-        self.effort_w = torch.tensor(w.effort, dtype=dtype, device=device)
-        self.rate_w = torch.tensor(w.rate, dtype=dtype, device=device)
+        #: Each action term's weights, one per action field.
+        self.action_w = {name: torch.tensor(getattr(w, name), dtype=dtype, device=device) for name in ACTION_RESIDUALS}
         weights = {
             **{name: getattr(w, name) for name in STATE_RESIDUALS},
-            "effort": max(w.effort),
-            "rate": max(w.rate),
+            **{name: max(getattr(w, name)) for name in ACTION_RESIDUALS},
             "progress": w.progress,
             "disagreement": w.disagreement,
         }
         self.term_names: tuple[str, ...] = tuple(n for n, weight in weights.items() if weight > 0)
         self._terms = [
-            functools.partial(self._state_term, name) if name in STATE_RESIDUALS else getattr(self, f"_term_{name}")
+            functools.partial(self._state_term, name) if name in STATE_RESIDUALS
+            else functools.partial(self._action_term, name) if name in ACTION_RESIDUALS
+            else getattr(self, f"_term_{name}")
             for name in self.term_names
         ]
         self.uses_disagreement = "disagreement" in self.term_names
@@ -325,6 +352,7 @@ class TrackCost:
         grip = params.mu * GRAVITY
         self.constants = CostConstants(grip=grip, friction_budget=config.friction_margin * grip)
         self.state_terms = tuple(n for n in self.term_names if n in STATE_RESIDUALS)
+        self.action_terms = tuple(n for n in self.term_names if n in ACTION_RESIDUALS)
         self._derivative_cache: dict[tuple[str, int, int], Any] = {}
         self.dtype, self.device = dtype, torch.device(device)
         self.width_left_table = torch.tensor(np.array(track.width_left), dtype=dtype, device=device)
@@ -390,13 +418,11 @@ class TrackCost:
         residual = STATE_RESIDUALS[name](TORCH, c.features, self.constants)
         return getattr(self.config.weights, name) * (residual.square() * c.step_w).sum(0)
 
-    def _term_effort(self, c: "_Rollout") -> Tensor:
-        return ((c.actions / self.action_scale).square() * self.effort_w).sum((0, -1))
-
-    def _term_rate(self, c: "_Rollout") -> Tensor:
+    def _action_term(self, name: str, c: "_Rollout") -> Tensor:
         a = c.actions
         prev = torch.cat([c.last_action.expand(1, *a.shape[1:]), a[:-1]], 0)
-        return (((a - prev) / self.action_scale).square() * self.rate_w).sum((0, -1))
+        residual = ACTION_RESIDUALS[name](TORCH, a, prev, self.inv_action_scale)
+        return (residual.square() * self.action_w[name]).sum((0, -1))
 
     def _term_progress(self, c: "_Rollout") -> Tensor:
         x0 = c.states[0]
@@ -440,6 +466,14 @@ class TrackCost:
         J[:, rows] = _derivatives(self, "vehicle", H, nx, torch.cat([states, actions], -1))
         return J, ds_dp
 
+    def action_residual_jacobian(self, actions: Tensor, prev: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """The active action terms' residuals (H, n_rows) at (u_t, u_{t-1}) = (actions, prev),
+        each (H, nu), and their Jacobians (H, n_rows, nu) w.r.t. u_t and u_{t-1}: autodiff of
+        ``ACTION_RESIDUALS`` (n_rows: nu per term, in ``action_terms`` order)."""
+        nu = actions.shape[-1]
+        out = _derivatives(self, "actions", actions.shape[0], 0, torch.cat([actions, prev], -1))
+        return out[:, :, 0], out[:, :, 1 : 1 + nu], out[:, :, 1 + nu :]
+
     def residual_jacobian(self, features: Features) -> tuple[Tensor, Tensor]:
         """The active state terms' residuals (H, n_terms) and their Jacobian
         (H, n_terms, n_features) w.r.t. the features: autodiff of ``STATE_RESIDUALS``."""
@@ -477,17 +511,14 @@ class TrackCost:
             l_zz[1:] += torch.einsum("ht,hty,htz->hyz", c, J, J)
         if w.progress > 0:
             l_z[H, P] -= w.progress * ds_dp[-1]
-        scale2 = self.action_scale.square()
-        if max(w.effort) > 0:
-            l_u += 2.0 * self.effort_w * actions / scale2
-            l_uu += torch.diag(2.0 * self.effort_w / scale2)
-        if max(w.rate) > 0:
+        if self.action_terms:
+            # u_{t-1} is part of z_t: the rate term couples (z_t, u_t) like any stage cost.
             prev = torch.cat([last_action.unsqueeze(0), actions[:-1]], 0)
-            g = 2.0 * self.rate_w * (actions - prev) / scale2
-            h = torch.diag(2.0 * self.rate_w / scale2)
-            l_u += g
-            l_uu += h
-            l_z[:H, nx:] -= g
-            l_zz[:H, nx:, nx:] += h
-            l_uz[:, :, nx:] -= h
+            r, J_u, J_prev = self.action_residual_jacobian(actions, prev)
+            c = 2.0 * torch.cat([self.action_w[n] for n in self.action_terms]).to(x.dtype)  # (n_rows,)
+            l_u += torch.einsum("r,hr,hri->hi", c, r, J_u)
+            l_uu += torch.einsum("r,hri,hrj->hij", c, J_u, J_u)
+            l_z[:H, nx:] += torch.einsum("r,hr,hri->hi", c, r, J_prev)
+            l_zz[:H, nx:, nx:] += torch.einsum("r,hri,hrj->hij", c, J_prev, J_prev)
+            l_uz[:, :, nx:] += torch.einsum("r,hri,hrj->hij", c, J_u, J_prev)
         return Quadratization(l_z, l_u, l_zz, l_uu, l_uz)

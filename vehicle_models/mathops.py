@@ -61,6 +61,11 @@ class TorchOps:
         return torch.stack(list(items), dim=-1)
 
     @staticmethod
+    def cat(items: Sequence[Any]) -> Any:
+        """Vectors joined end to end (on the last axis)."""
+        return torch.cat(list(items), dim=-1)
+
+    @staticmethod
     def zeros_like(x: Any) -> Any:
         return torch.zeros_like(x)
 
@@ -107,6 +112,10 @@ class CasadiOps:
 
     @staticmethod
     def stack(items: Sequence[Any]) -> Any:
+        return ca.vertcat(*items)
+
+    @staticmethod
+    def cat(items: Sequence[Any]) -> Any:
         return ca.vertcat(*items)
 
     @staticmethod

@@ -17,6 +17,7 @@ from torch import Tensor
 
 from controller.costs import TrackCost
 from controller.native.codegen import (
+    ACTION_TERMS,
     COST_CONSTANTS,
     MAX_VEHICLE_PARAMS,
     STATE_DIMS,
@@ -42,9 +43,10 @@ NATIVE_NOMINALS = {KinematicBicycle: 5, KinematicDynamicState: 7}
 COLUMN_BLOCK = 8
 #: Samples per block of the kernel's blocked layouts (LANES in rollout.c).
 LANES = 16
-#: Order of the kernel's term kinds by TrackCost term name: the generated state terms
-#: (codegen.STATE_TERMS, from costs.STATE_RESIDUALS), then the enum that follows them in rollout.c.
-TERM_KINDS = (*STATE_TERMS, "effort", "rate", "progress", "disagreement")
+#: Order of the kernel's term kinds by TrackCost term name: the generated state and action terms
+#: (codegen.STATE_TERMS, ACTION_TERMS, from costs.STATE_RESIDUALS, ACTION_RESIDUALS), then the
+#: enum that follows them in rollout.c.
+TERM_KINDS = (*STATE_TERMS, *ACTION_TERMS, "progress", "disagreement")
 ACTIVATIONS = {"silu": 0, "relu": 1, "tanh": 2}
 _LEN_COLUMN = 5  #: segment length in the lookup table; the kernel takes its inverse
 
@@ -73,7 +75,7 @@ class Problem(ctypes.Structure):
         ("term_slot", _i * len(TERM_KINDS)), ("num_terms", _i),
         ("state_w", _f * len(STATE_TERMS)), ("cost_const", _f * len(COST_CONSTANTS)),
         ("needs_vehicle_features", _i), ("w_progress", _f), ("w_disagreement", _f),
-        ("effort_w", _f * NU), ("rate_w", _f * NU), ("inv_action_scale", _f * NU),
+        ("action_w", _f * (len(ACTION_TERMS) * NU)), ("inv_action_scale", _f * NU),
         ("half_width", _f), ("terminal_weight", _f),
         ("num_threads", _i),
     ]
@@ -367,8 +369,7 @@ class NativeProblem:
         p.cost_const[:] = [float(getattr(cost.constants, name)) for name in COST_CONSTANTS]
         p.needs_vehicle_features = int(any(name in cost.term_names for name in vehicle_terms()))
         p.w_progress, p.w_disagreement = w.progress, w.disagreement
-        p.effort_w[:] = list(w.effort)
-        p.rate_w[:] = list(w.rate)
+        p.action_w[:] = [float(v) for name in ACTION_TERMS for v in getattr(w, name)]
         p.inv_action_scale[:] = (1.0 / cost.action_scale.double()).tolist()
         p.half_width, p.terminal_weight = cost.half_width, cost.config.terminal_weight
 

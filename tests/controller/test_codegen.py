@@ -16,6 +16,7 @@ from pathlib import Path
 
 import casadi as ca
 import pytest
+import torch
 
 from controller.native import codegen
 from controller.native.build import SOURCE_NAME, source_text
@@ -104,12 +105,51 @@ def test_the_c_source_does_not_restate_the_state_cost_terms() -> None:
     assert "T_LATERAL" in codegen.terms_header()
 
 
-@pytest.mark.slow
-def test_a_state_term_edited_in_costs_runs_the_same_in_torch_and_in_the_kernel(monkeypatch, tmp_path) -> None:
-    """One edit in one place: a changed residual in STATE_RESIDUALS reaches the generated C,
-    its costs and its Gauss-Newton derivatives (torch's autodiff, the kernel's generated ones)."""
-    import torch
+def test_the_c_source_does_not_restate_the_action_cost_terms() -> None:
+    c = source_text().decode()
+    for hand_written in ("effort_w", "rate_w", "T_EFFORT", "T_RATE"):
+        assert hand_written not in c
+    assert "static inline void action_residuals(" in codegen.generated_header()
+    assert "static inline void action_residual_jacobian(" in codegen.generated_header()
+    assert "T_EFFORT = N_STATE_TERMS, T_RATE" in codegen.terms_header()
 
+
+def _one_sided_speed(ops, f, c):  # a new state residual
+    return ops.relu(f.speed_error) + 0.5 * f.lateral
+
+
+def _saturating_rate(ops, u, prev, inv_scale):  # a new action residual, not linear in the actions
+    return ops.tanh(3.0 * (u - prev) * inv_scale)
+
+
+def _speed_gradient_is_one_sided(cost, q) -> None:
+    speed_gradient = q.l_z[1:, 3]  # no gradient below the reference, some above it
+    assert bool((speed_gradient == 0).any()) and bool((speed_gradient != 0).any())
+
+
+def _rate_hessian_saturates(cost, q) -> None:
+    # l_uu holds the effort and rate terms alone. Gauss-Newton of w tanh(3 s d)^2 per action field
+    # has curvature 2 w (3 s sech^2(3 s d))^2: at most the 2 w (3 s)^2 of a square, and below it
+    # wherever the change d is not zero (the quadratic rate term gave it everywhere).
+    s = cost.inv_action_scale.double()
+    rate = torch.diagonal(q.l_uu, dim1=-2, dim2=-1).double() - 2.0 * cost.action_w["effort"] * s**2
+    square = 2.0 * cost.action_w["rate"] * (3.0 * s) ** 2
+    assert bool((rate <= square * (1 + 1e-4)).all()) and bool((rate < 0.99 * square).any())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "table, name, edited, check",
+    [("STATE_RESIDUALS", "speed", _one_sided_speed, _speed_gradient_is_one_sided),
+     ("ACTION_RESIDUALS", "rate", _saturating_rate, _rate_hessian_saturates)],
+    ids=["state-term", "action-term"],
+)
+def test_a_term_edited_in_costs_runs_the_same_in_torch_and_in_the_kernel(
+    monkeypatch, tmp_path, table, name, edited, check
+) -> None:
+    """One edit in one place: a changed residual in STATE_RESIDUALS or ACTION_RESIDUALS reaches
+    the generated C, its costs and its Gauss-Newton derivatives (torch's autodiff, the kernel's
+    generated ones)."""
     from controller import costs
     from controller.costs import CostConfig, TrackCost
     from controller.native import NativeProblem
@@ -118,8 +158,7 @@ def test_a_state_term_edited_in_costs_runs_the_same_in_torch_and_in_the_kernel(m
     from controller.track import load_track, start_state
     from vehicle_models import KinematicBicycle, load_params
 
-    one_sided = lambda ops, f, c: ops.relu(f.speed_error) + 0.5 * f.lateral  # noqa: E731  (a new residual)
-    monkeypatch.setitem(costs.STATE_RESIDUALS, "speed", one_sided)
+    monkeypatch.setitem(getattr(costs, table), name, edited)
     monkeypatch.setenv("VEHICLE_MPC_CACHE", str(tmp_path))
     codegen.generated_header.cache_clear()
     native_build._load.cache_clear()
@@ -139,8 +178,8 @@ def test_a_state_term_edited_in_costs_runs_the_same_in_torch_and_in_the_kernel(m
         native = NativeProblem(model, cost, low, high, num_threads=1)
         costs_out, terms = torch.empty(K), torch.empty(len(cost.term_names), K)
         native.rollout(x0, torch.zeros(H, 2), to_blocked(actions), last, K, None, None, costs_out, terms)
-        speed = cost.term_names.index("speed")
-        torch.testing.assert_close(terms[speed], want.terms[speed], rtol=2e-4, atol=1e-3)
+        row = cost.term_names.index(name)
+        torch.testing.assert_close(terms[row], want.terms[row], rtol=2e-4, atol=1e-3)
         torch.testing.assert_close(costs_out, want.total, rtol=2e-4, atol=1e-3)
         assert num_blocks(K) == 3
         X, U = states[:, 3].contiguous(), actions[:, 3].contiguous()
@@ -149,9 +188,7 @@ def test_a_state_term_edited_in_costs_runs_the_same_in_torch_and_in_the_kernel(m
         native.quadratize(X, U, last, got_q)
         for got, expected in zip(got_q, want_q):
             torch.testing.assert_close(got, expected, rtol=1e-3, atol=1e-3)
-        # the edited (one-sided) speed term: no gradient below the reference, some above it
-        speed_gradient = want_q.l_z[1:, 3]
-        assert bool((speed_gradient == 0).any()) and bool((speed_gradient != 0).any())
+        check(cost, want_q)
     finally:
         codegen.generated_header.cache_clear()
         native_build._load.cache_clear()
