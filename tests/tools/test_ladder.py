@@ -131,3 +131,56 @@ def test_a_daemon_that_does_not_start_is_a_clear_error(tmp_path: Path, capsys) -
     err = capsys.readouterr().err
     assert code == 2 and "error: the daemon did not start" in err and "missing.yaml" in err, err
     assert "Traceback" not in err
+
+
+def _cli(argv: list[str], capsys) -> tuple[int, str]:
+    from tools.sysid.ladder import main
+
+    code = main(argv)
+    return code, capsys.readouterr().err
+
+
+def test_a_start_model_or_data_that_is_not_there_is_a_clear_error(tmp_path: Path, capsys) -> None:
+    code, err = _cli(["--track", "circle", "--model", str(tmp_path / "none"), "--out", str(tmp_path / "w")], capsys)
+    assert code == 2 and err.startswith("error:") and "none" in err, err
+    code, err = _cli(["--track", "circle", "--data", str(tmp_path / "old-logs"), "--out", str(tmp_path / "w")], capsys)
+    assert code == 2 and "--data: no log files in" in err and "old-logs" in err, err
+    (tmp_path / "empty" / "daemon-1").mkdir(parents=True)
+    code, err = _cli(["--track", "circle", "--data", str(tmp_path / "empty"), "--out", str(tmp_path / "w")], capsys)
+    assert code == 2 and "--data: no log files in" in err, err
+
+
+def test_the_refits_keep_the_start_models_nominal(tmp_path: Path, capsys) -> None:
+    from vehicle_models.bundle import ModelBundle, save_bundle
+
+    seven = save_bundle(ModelBundle("seven", load_params("passenger_car"), nominal="kinematic_dynamic_state"),
+                        tmp_path / "seven")
+    code, err = _cli(["--track", "circle", "--model", str(seven), "--nominal", "kinematic",
+                      "--out", str(tmp_path / "w")], capsys)
+    assert code == 2 and "has the kinematic_dynamic_state nominal, not --nominal kinematic" in err, err
+    assert not (tmp_path / "w").exists()  # refused before any daemon started
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_a_ladder_resumes_from_a_bundle_and_refits_on_earlier_logs_too(tmp_path: Path) -> None:
+    """rung 0 drives the given bundle; the refit reads the earlier ladder's logs and this one's."""
+    from vehicle_models.bundle import ModelBundle, save_bundle
+
+    small = dict(track="circle", planner="mppi", car="std", pace=0.45, laps=1.0, epochs=10,
+                 overrides=("planner.num_samples=256", "planner.horizon=25"))
+    earlier = run_ladder(tmp_path / "earlier", LadderSettings(rungs=1, **small), lambda line: None)
+    assert [r.kind for r in earlier] == ["nominal"] and earlier[0].accepted
+    start = save_bundle(ModelBundle("start-1", load_params("passenger_car")), tmp_path / "start-1")
+    lines: list[str] = []
+    rungs = run_ladder(tmp_path / "resumed", LadderSettings(rungs=2, model=str(start), tolerance=-0.99,
+                                                            data=(str(tmp_path / "earlier" / "logs"),), **small),
+                       lines.append)
+    assert [r.kind for r in rungs] == ["start", "model"], lines
+    assert rungs[0].model == "start-1" and rungs[0].accepted
+    assert Path(rungs[0].bundle) == tmp_path / "resumed" / "models" / "start-1"  # a copy the daemon may reload
+    refit = [line for line in lines if line.strip().startswith("refit:")]
+    assert len(refit) == 1 and refit[0].endswith("from 2 log files)"), lines  # the earlier drive's and rung 0's
+    manifest = json.loads(Path(rungs[1].bundle, "manifest.json").read_text())
+    assert manifest["parent_version"] == "start-1"
+    assert rungs[1].status.startswith("rolled back: held-out error")

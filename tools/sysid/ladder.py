@@ -8,7 +8,10 @@ Every rung is one drive of the same stretch (``--laps`` of the track from the st
 logging its transitions) and the simulator's true car over the wire. A rung changes one thing,
 so that what it gains or breaks has one cause:
 
-- rung 0, *nominal*: the kinematic model (saved as the bundle ``nominal``) at ``--pace``;
+- rung 0, *nominal*: the kinematic model (saved as the bundle ``nominal``) at ``--pace``; or,
+  with ``--model BUNDLE``, rung 0 *start* drives that bundle (a previous ladder's best, to resume
+  it or to start on another track) and the refits build on it; ``--data`` adds earlier logs
+  (such as that ladder's ``logs/``) to every refit;
 - a *model* rung refits (``tools.sysid fit``'s pipeline, ``run_fit``, with the current bundle as
   the base) on the logs of every accepted rung into a new bundle, hot-reloads it into the running
   daemon (the ``reload`` request; the daemon swaps it in between steps) and drives at the same pace;
@@ -65,7 +68,7 @@ from sim.remote import ControllerClient
 from tools.refit_loop import held_out_blocks, held_out_rmse, start_daemon, wait_for_model
 from tools.sysid.data import DataError
 from tools.sysid.fit import FitOptions, RefusedError, run_fit
-from vehicle_models.bundle import ModelBundle, load_bundle, save_bundle
+from vehicle_models.bundle import BundleError, ModelBundle, load_bundle, save_bundle
 from vehicle_models.dynamic_nominal import NOMINALS
 from vehicle_models.layout import DYNAMIC_STATE_DIM, KINEMATIC_STATE_DIM, State
 from vehicle_models.params import load_params
@@ -106,6 +109,8 @@ class LadderSettings:
     min_gain: float = 0.01  #: a pace rung must cut the best lap time by this fraction
     retries: int = 0  #: a failed pace rung is retried at half the step this many times
     max_offtrack_s: float = 2.0  #: a drive ends after this long off track
+    model: str | None = None  #: rung 0 drives this bundle instead of the nominal model (resume a ladder)
+    data: tuple[str, ...] = ()  #: earlier logs (files or directories) every refit reads too
 
 
 @dataclass
@@ -200,6 +205,15 @@ def drive(endpoint: str, track: Track, s: LadderSettings, log: Callable[[str], N
     }
 
 
+def log_sources(path: str | Path) -> list[str]:
+    """What ``tools.sysid fit`` reads from ``path``: a log file, a directory of log files, or the
+    directories below it that hold some (a previous ladder's ``logs/``, one per daemon)."""
+    path = Path(path)
+    if path.is_file() or any(path.glob("*.mcap")):
+        return [str(path)]
+    return sorted({str(f.parent) for f in path.rglob("*.mcap")})
+
+
 def safety_failure(r: Rung) -> str | None:
     """Why a drive fails the safety gate, or None."""
     if r.spins:
@@ -275,7 +289,9 @@ class Ladder:
         """Hot-reload ``bundle`` into the running daemon and wait until it drives with it."""
         version = load_bundle(bundle).version
         with ControllerClient(self.endpoint, timeout_s=2.0) as client:
-            client.reload(str(bundle))
+            reply = client.reload(str(bundle))
+            if reply.get("type") == "error":
+                raise RuntimeError(f"the daemon refused to reload {bundle}: {reply.get('code')}: {reply.get('message')}")
             wait_for_model(client, version, 600)
 
     # -- one rung ----------------------------------------------------------------------------
@@ -314,14 +330,16 @@ class Ladder:
         """A new bundle from the accepted drives' logs (``tools.sysid fit``), or None and why not."""
         time.sleep(1.0)  # the last drive's records reach the log
         try:
-            report = run_fit([str(p) for p in self.accepted_logs], self.models, str(base), self.s.vehicle,
+            earlier = [source for path in self.s.data for source in log_sources(path)]
+            report = run_fit([*earlier, *(str(p) for p in self.accepted_logs)], self.models, str(base), self.s.vehicle,
                              FitOptions(epochs=self.s.epochs, seed=self.s.seed, progress=False,
                                         residual=self.s.residual, nominal=self.s.nominal))
         except RefusedError as e:
             return None, f"refit refused: {str(e).splitlines()[0]}"
         except (DataError, LogError) as e:
             return None, f"refit impossible: {e}"
-        self.log(f"  refit: {report['version']} ({report['chosen']}, dead time {report['dead_time_s']:.2f} s)")
+        self.log(f"  refit: {report['version']} ({report['chosen']}, dead time {report['dead_time_s']:.2f} s; "
+                 f"{report['steps']} steps from {len(report['logs'])} log files)")
         return Path(report["bundle"]), ""
 
     def finish(self, rung: Rung, failure: str | None) -> Rung:
@@ -337,11 +355,14 @@ class Ladder:
     def run(self) -> list[Rung]:
         s = self.s
         nominal = save_bundle(ModelBundle(NOMINAL, load_params(s.vehicle)), self.models / NOMINAL, overwrite=True)
-        pace, bundle, model = s.pace, nominal, NOMINAL
+        # A start bundle is copied among the ladder's models: the daemon reloads only from there.
+        bundle = nominal if s.model is None else save_bundle(load_bundle(s.model), self.models / Path(s.model).name,
+                                                             overwrite=True)
+        pace, model = s.pace, NOMINAL if s.model is None else load_bundle(bundle).version
         top = min(s.top_speed or self.max_speed, self.max_speed)
         try:
             self.start(pace, top, bundle)
-            rung = self.drive(Rung(0, "nominal", pace, model, str(bundle), top))
+            rung = self.drive(Rung(0, "nominal" if s.model is None else "start", pace, model, str(bundle), top))
             rung.heldout_error = self.held_out([bundle])[0]
             if self.finish(rung, safety_failure(rung)).accepted is False:
                 return self.rungs
@@ -455,13 +476,18 @@ def add_ladder_args(p: argparse.ArgumentParser, track_default: str | None = None
     p.add_argument("--epochs", type=int, default=d.epochs, help="residual training epochs per refit")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--no-residual", action="store_true", help="refit kinematic parameters and dead time only")
-    p.add_argument("--nominal", default=d.nominal, choices=NOMINALS,
-                   help="the refits' parametric core (tools.sysid fit --nominal); a dynamic one reads yaw_rate and slip")
+    p.add_argument("--nominal", choices=NOMINALS,
+                   help="the refits' parametric core (tools.sysid fit --nominal; default: --model's, else "
+                   f"{d.nominal}); a dynamic one reads yaw_rate and slip")
     p.add_argument("--tolerance", type=float, default=d.tolerance,
                    help="a refit may predict held-out data this fraction worse than the model it replaces")
     p.add_argument("--min-gain", type=float, default=d.min_gain,
                    help="a pace rung must cut the best lap time by this fraction")
     p.add_argument("--retries", type=int, default=d.retries, help="retries of a failed pace rung at half the step")
+    p.add_argument("--model", help="rung 0 drives this bundle, not the nominal model (resume a ladder from its best "
+                   "bundle, or start on another track with it); refits start from it")
+    p.add_argument("--data", nargs="+", default=[], metavar="LOGS",
+                   help="earlier logs (files or directories, e.g. a previous ladder's logs/) every refit reads too")
     p.add_argument("--out", type=Path, help="work directory: models, logs, daemon output (default runs/ladder-<time>)")
     p.add_argument("--json", type=Path, help="write the rungs here")
 
@@ -471,17 +497,26 @@ def settings_from(args: argparse.Namespace) -> LadderSettings:
         track=args.track, planner=args.planner, car=args.car, vehicle=args.vehicle, config=args.config,
         overrides=tuple(args.set), true_car=tuple(args.true), pace=args.pace, step=args.step,
         max_pace=args.max_pace, top_speed=args.top_speed, speed_step=args.speed_step, rungs=args.rungs, laps=args.laps, speed=args.speed, epochs=args.epochs,
-        seed=args.seed, residual=not args.no_residual, nominal=args.nominal, tolerance=args.tolerance, min_gain=args.min_gain,
-        retries=args.retries,
+        seed=args.seed, residual=not args.no_residual, nominal=args.nominal or LadderSettings.nominal,
+        tolerance=args.tolerance, min_gain=args.min_gain,
+        retries=args.retries, model=args.model, data=tuple(args.data),
     )
 
 
 def cmd_ladder(args: argparse.Namespace) -> int:
     """Run the ladder from parsed arguments; print progress and the per-rung table."""
-    s = settings_from(args)
     try:
+        if args.model:  # the refits keep the start bundle's parametric core unless told otherwise
+            start = load_bundle(args.model)
+            if args.nominal and args.nominal != start.nominal:
+                raise ValueError(f"--model {args.model} has the {start.nominal} nominal, not --nominal {args.nominal}")
+            args.nominal = start.nominal
+        missing = [d for d in args.data if not log_sources(d)]
+        if missing:
+            raise FileNotFoundError(f"--data: no log files in {', '.join(missing)}")
+        s = settings_from(args)
         load_track(s.track)
-    except (FileNotFoundError, ValueError) as e:
+    except (FileNotFoundError, ValueError, BundleError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     work = args.out or Path("runs") / time.strftime("ladder-%Y%m%dT%H%M%S", time.gmtime())
