@@ -19,7 +19,8 @@ Residuals (SI units; track quantities from the projection of the reference point
                                              u_{t-1}, a_lat = v yaw_rate(x_t) (``lateral_accel``)
     effort        u / u_max                  normalised action (ACTION_RESIDUALS)
     rate          (u_t - u_{t-1}) / u_max    normalised action change per step (ACTION_RESIDUALS)
-    progress      -(s_H - s_0)               arc length gained over the horizon [m] (racing)
+    progress      -(s_H - s_0)               arc length gained over the horizon [m] (racing;
+                                             LINEAR_RESIDUALS)
     disagreement  ensemble disagreement      model uncertainty (uncertainty-aware planning)
 
 Norms: squared for all but progress and disagreement, which are linear.
@@ -198,6 +199,21 @@ ACTION_RESIDUALS: dict[str, Callable[[Any, Any, Any, Any], Any]] = {
 }
 
 
+def arc_gained(ops: Any, s_start: Any, s_end: Any, length: Any) -> Any:
+    """Arc length from s_start to s_end across the start line, in [-length/2, length/2)."""
+    shifted = s_end - s_start + 0.5 * length
+    return shifted - length * ops.floor(shifted / length) - 0.5 * length
+
+
+#: The linear terms, each as its residual of the arc length s_end of the horizon's last state,
+#: s_start of the start state's and the track length, written once like the squared terms
+#: (TrackCost; the kernel's generated C). The term's cost is its weight (the CostWeights field of
+#: its name) times the residual.
+LINEAR_RESIDUALS: dict[str, Callable[[Any, Any, Any, Any], Any]] = {
+    "progress": lambda ops, s_end, s_start, length: -arc_gained(ops, s_start, s_end, length),
+}
+
+
 def action_residuals(ops: Any, names: tuple[str, ...], u: Any, prev: Any, inv_scale: Any) -> Any:
     """The named action terms' residuals, term after term (``ops.cat`` on the last axis)."""
     return ops.cat([ACTION_RESIDUALS[name](ops, u, prev, inv_scale) for name in names])
@@ -214,6 +230,8 @@ def _derivative_function(cost: "TrackCost", kind: str, points: int, state_dim: i
       ``vehicle_features`` at each point, stacked (points * n_vehicle_features, nx + nu);
     - ``residuals``: f (n_features, points) -> [r | dr/df] (points * n_terms, 1 + n_features)
       of the cost's active state terms;
+    - ``linear``: (s_end, s_start) (2, points) -> [r | dr/ds_end] (points * n_terms, 2) of the
+      cost's active linear terms;
     - ``actions``: (u_t, u_{t-1}) (2 nu, points) -> [r | dr/du_t | dr/du_{t-1}]
       (points * n_rows, 1 + 2 nu) of the cost's active action terms (nu rows each).
 
@@ -232,6 +250,10 @@ def _derivative_function(cost: "TrackCost", kind: str, points: int, state_dim: i
         z = ca.SX.sym("z", nz)
         values = ca.vertcat(*vehicle_features(CASADI, cost.params, z[:state_dim], z[state_dim:], state_dim))
         fn = ca.Function("vehicle_jacobian", [z], [ca.jacobian(values, z)])
+    elif kind == "linear":
+        s = ca.SX.sym("s", 2)
+        r = ca.vertcat(*(LINEAR_RESIDUALS[n](CASADI, s[0], s[1], cost.length) for n in cost.linear_terms))
+        fn = ca.Function("linear_jacobian", [s], [ca.horzcat(r, ca.jacobian(r, s[0]))])
     elif kind == "actions":
         u, prev = ca.SX.sym("u", 2), ca.SX.sym("prev", 2)
         inv_scale = ca.DM((1.0 / cost.action_scale.double()).tolist())
@@ -337,13 +359,14 @@ class TrackCost:
         weights = {
             **{name: getattr(w, name) for name in STATE_RESIDUALS},
             **{name: max(getattr(w, name)) for name in ACTION_RESIDUALS},
-            "progress": w.progress,
+            **{name: getattr(w, name) for name in LINEAR_RESIDUALS},
             "disagreement": w.disagreement,
         }
         self.term_names: tuple[str, ...] = tuple(n for n, weight in weights.items() if weight > 0)
         self._terms = [
             functools.partial(self._state_term, name) if name in STATE_RESIDUALS
             else functools.partial(self._action_term, name) if name in ACTION_RESIDUALS
+            else functools.partial(self._linear_term, name) if name in LINEAR_RESIDUALS
             else getattr(self, f"_term_{name}")
             for name in self.term_names
         ]
@@ -353,6 +376,7 @@ class TrackCost:
         self.constants = CostConstants(grip=grip, friction_budget=config.friction_margin * grip)
         self.state_terms = tuple(n for n in self.term_names if n in STATE_RESIDUALS)
         self.action_terms = tuple(n for n in self.term_names if n in ACTION_RESIDUALS)
+        self.linear_terms = tuple(n for n in self.term_names if n in LINEAR_RESIDUALS)
         self._derivative_cache: dict[tuple[str, int, int], Any] = {}
         self.dtype, self.device = dtype, torch.device(device)
         self.width_left_table = torch.tensor(np.array(track.width_left), dtype=dtype, device=device)
@@ -388,8 +412,7 @@ class TrackCost:
 
     def progress(self, s_start: Tensor, s_end: Tensor) -> Tensor:
         """Arc length from s_start to s_end, across the start line, in [-L/2, L/2)."""
-        half = 0.5 * self.length
-        return torch.remainder(s_end - s_start + half, self.length) - half
+        return arc_gained(TORCH, s_start, s_end, self.length)
 
     # -- batched evaluation (MPPI, line searches) ---------------------------------------------
     def evaluate(
@@ -424,10 +447,10 @@ class TrackCost:
         residual = ACTION_RESIDUALS[name](TORCH, a, prev, self.inv_action_scale)
         return (residual.square() * self.action_w[name]).sum((0, -1))
 
-    def _term_progress(self, c: "_Rollout") -> Tensor:
-        x0 = c.states[0]
-        s0 = self.lookup.project(x0[..., State.X], x0[..., State.Y], x0[..., State.YAW]).s
-        return -self.config.weights.progress * self.progress(s0, c.features.s[-1])
+    def _linear_term(self, name: str, c: "_Rollout") -> Tensor:
+        s0 = self._project(c.states[0]).s
+        residual = LINEAR_RESIDUALS[name](TORCH, c.features.s[-1], s0, self.length)
+        return getattr(self.config.weights, name) * residual
 
     def _term_disagreement(self, c: "_Rollout") -> Tensor:
         if c.disagreement is None:
@@ -509,8 +532,11 @@ class TrackCost:
             c = 2.0 * weights * self.step_weights(H).unsqueeze(-1)  # (H, n_terms)
             l_z[1:] += torch.einsum("ht,htz->hz", c * r, J)
             l_zz[1:] += torch.einsum("ht,hty,htz->hyz", c, J, J)
-        if w.progress > 0:
-            l_z[H, P] -= w.progress * ds_dp[-1]
+        if self.linear_terms:  # terms of s at t = H: w dr/ds ds/dp
+            s_end_start = torch.stack([proj.s[-1], self._project(states[0]).s]).unsqueeze(0)
+            dr_ds = _derivatives(self, "linear", 1, 0, s_end_start)[0, :, 1]
+            weights = torch.tensor([getattr(w, n) for n in self.linear_terms], dtype=x.dtype, device=x.device)
+            l_z[H, P] += (weights * dr_ds).sum() * ds_dp[-1]
         if self.action_terms:
             # u_{t-1} is part of z_t: the rate term couples (z_t, u_t) like any stage cost.
             prev = torch.cat([last_action.unsqueeze(0), actions[:-1]], 0)

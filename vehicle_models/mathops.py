@@ -26,6 +26,7 @@ class TorchOps:
     exp = staticmethod(torch.exp)
     abs = staticmethod(torch.abs)
     tanh = staticmethod(torch.tanh)
+    floor = staticmethod(torch.floor)
 
     @staticmethod
     def clip(x: Any, lo: Any, hi: Any) -> Any:
@@ -80,6 +81,7 @@ class CasadiOps:
     exp = staticmethod(ca.exp)
     abs = staticmethod(ca.fabs)
     tanh = staticmethod(ca.tanh)
+    floor = staticmethod(ca.floor)
 
     @staticmethod
     def clip(x: Any, lo: Any, hi: Any) -> Any:
@@ -154,6 +156,7 @@ class ScalarOps:
     exp = staticmethod(math.exp)
     abs = staticmethod(abs)
     tanh = staticmethod(math.tanh)
+    floor = staticmethod(math.floor)
 
     @staticmethod
     def clip(x: float, lo: float, hi: float) -> float:

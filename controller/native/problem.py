@@ -19,6 +19,7 @@ from controller.costs import TrackCost
 from controller.native.codegen import (
     ACTION_TERMS,
     COST_CONSTANTS,
+    LINEAR_TERMS,
     MAX_VEHICLE_PARAMS,
     STATE_DIMS,
     STATE_TERMS,
@@ -43,10 +44,10 @@ NATIVE_NOMINALS = {KinematicBicycle: 5, KinematicDynamicState: 7}
 COLUMN_BLOCK = 8
 #: Samples per block of the kernel's blocked layouts (LANES in rollout.c).
 LANES = 16
-#: Order of the kernel's term kinds by TrackCost term name: the generated state and action terms
-#: (codegen.STATE_TERMS, ACTION_TERMS, from costs.STATE_RESIDUALS, ACTION_RESIDUALS), then the
-#: enum that follows them in rollout.c.
-TERM_KINDS = (*STATE_TERMS, *ACTION_TERMS, "progress", "disagreement")
+#: Order of the kernel's term kinds by TrackCost term name: the generated state, action and linear
+#: terms (codegen.STATE_TERMS, ACTION_TERMS, LINEAR_TERMS, from costs.STATE_RESIDUALS,
+#: ACTION_RESIDUALS, LINEAR_RESIDUALS), then the enum that follows them in rollout.c.
+TERM_KINDS = (*STATE_TERMS, *ACTION_TERMS, *LINEAR_TERMS, "disagreement")
 ACTIVATIONS = {"silu": 0, "relu": 1, "tanh": 2}
 _LEN_COLUMN = 5  #: segment length in the lookup table; the kernel takes its inverse
 
@@ -74,7 +75,7 @@ class Problem(ctypes.Structure):
         ("branch_penalty", _f),
         ("term_slot", _i * len(TERM_KINDS)), ("num_terms", _i),
         ("state_w", _f * len(STATE_TERMS)), ("cost_const", _f * len(COST_CONSTANTS)),
-        ("needs_vehicle_features", _i), ("w_progress", _f), ("w_disagreement", _f),
+        ("needs_vehicle_features", _i), ("linear_w", _f * len(LINEAR_TERMS)), ("w_disagreement", _f),
         ("action_w", _f * (len(ACTION_TERMS) * NU)), ("inv_action_scale", _f * NU),
         ("half_width", _f), ("terminal_weight", _f),
         ("num_threads", _i),
@@ -368,7 +369,8 @@ class NativeProblem:
         p.state_w[:] = [float(getattr(w, name)) for name in STATE_TERMS]
         p.cost_const[:] = [float(getattr(cost.constants, name)) for name in COST_CONSTANTS]
         p.needs_vehicle_features = int(any(name in cost.term_names for name in vehicle_terms()))
-        p.w_progress, p.w_disagreement = w.progress, w.disagreement
+        p.linear_w[:] = [float(getattr(w, name)) for name in LINEAR_TERMS]
+        p.w_disagreement = w.disagreement
         p.action_w[:] = [float(v) for name in ACTION_TERMS for v in getattr(w, name)]
         p.inv_action_scale[:] = (1.0 / cost.action_scale.double()).tolist()
         p.half_width, p.terminal_weight = cost.half_width, cost.config.terminal_weight

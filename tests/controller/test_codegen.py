@@ -105,10 +105,12 @@ def test_the_c_source_does_not_restate_the_state_cost_terms() -> None:
     assert "T_LATERAL" in codegen.terms_header()
 
 
-def test_the_c_source_does_not_restate_the_action_cost_terms() -> None:
+def test_the_c_source_does_not_restate_the_action_and_linear_cost_terms() -> None:
     c = source_text().decode()
-    for hand_written in ("effort_w", "rate_w", "T_EFFORT", "T_RATE"):
+    for hand_written in ("effort_w", "rate_w", "T_EFFORT", "T_RATE", "w_progress", "T_PROGRESS", "floorf(gained"):
         assert hand_written not in c
+    assert "static inline void linear_residuals(" in codegen.generated_header()
+    assert "T_PROGRESS = END_ACTION_TERMS" in codegen.terms_header()
     assert "static inline void action_residuals(" in codegen.generated_header()
     assert "static inline void action_residual_jacobian(" in codegen.generated_header()
     assert "T_EFFORT = N_STATE_TERMS, T_RATE" in codegen.terms_header()
@@ -122,12 +124,12 @@ def _saturating_rate(ops, u, prev, inv_scale):  # a new action residual, not lin
     return ops.tanh(3.0 * (u - prev) * inv_scale)
 
 
-def _speed_gradient_is_one_sided(cost, q) -> None:
+def _speed_gradient_is_one_sided(cost, q, *_) -> None:
     speed_gradient = q.l_z[1:, 3]  # no gradient below the reference, some above it
     assert bool((speed_gradient == 0).any()) and bool((speed_gradient != 0).any())
 
 
-def _rate_hessian_saturates(cost, q) -> None:
+def _rate_hessian_saturates(cost, q, *_) -> None:
     # l_uu holds the effort and rate terms alone. Gauss-Newton of w tanh(3 s d)^2 per action field
     # has curvature 2 w (3 s sech^2(3 s d))^2: at most the 2 w (3 s)^2 of a square, and below it
     # wherever the change d is not zero (the quadratic rate term gave it everywhere).
@@ -137,21 +139,38 @@ def _rate_hessian_saturates(cost, q) -> None:
     assert bool((rate <= square * (1 + 1e-4)).all()) and bool((rate < 0.99 * square).any())
 
 
+def _half_progress(ops, s_end, s_start, length):  # a new linear residual: half the arc length
+    from controller.costs import arc_gained
+
+    return -0.5 * arc_gained(ops, s_start, s_end, length)
+
+
+def _progress_gradient_is_halved(cost, q, X, U, last) -> None:
+    # The progress term adds w dr/ds_H ds/dp to l_z at t = H, dr/ds_H = -0.5 for the edited one.
+    from controller.costs import CostConfig, CostWeights, TrackCost
+
+    without = TrackCost(CostConfig(weights=CostWeights(progress=0.0)), cost.track, cost.params)
+    added = q.l_z[-1, :2] - without.quadratize(X, U, last).l_z[-1, :2]
+    _, ds_dp = cost.feature_jacobian(X[1:], U)
+    torch.testing.assert_close(added, -0.5 * cost.config.weights.progress * ds_dp[-1], rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "table, name, edited, check",
-    [("STATE_RESIDUALS", "speed", _one_sided_speed, _speed_gradient_is_one_sided),
-     ("ACTION_RESIDUALS", "rate", _saturating_rate, _rate_hessian_saturates)],
-    ids=["state-term", "action-term"],
+    "table, name, edited, check, weights",
+    [("STATE_RESIDUALS", "speed", _one_sided_speed, _speed_gradient_is_one_sided, {}),
+     ("ACTION_RESIDUALS", "rate", _saturating_rate, _rate_hessian_saturates, {}),
+     ("LINEAR_RESIDUALS", "progress", _half_progress, _progress_gradient_is_halved, {"progress": 2.0})],
+    ids=["state-term", "action-term", "linear-term"],
 )
 def test_a_term_edited_in_costs_runs_the_same_in_torch_and_in_the_kernel(
-    monkeypatch, tmp_path, table, name, edited, check
+    monkeypatch, tmp_path, table, name, edited, check, weights
 ) -> None:
-    """One edit in one place: a changed residual in STATE_RESIDUALS or ACTION_RESIDUALS reaches
-    the generated C, its costs and its Gauss-Newton derivatives (torch's autodiff, the kernel's
-    generated ones)."""
+    """One edit in one place: a changed residual in STATE_RESIDUALS, ACTION_RESIDUALS or
+    LINEAR_RESIDUALS reaches the generated C, its costs and its Gauss-Newton derivatives (torch's
+    autodiff, the kernel's generated ones)."""
     from controller import costs
-    from controller.costs import CostConfig, TrackCost
+    from controller.costs import CostConfig, CostWeights, TrackCost
     from controller.native import NativeProblem
     from controller.native import build as native_build
     from controller.native.problem import num_blocks, to_blocked
@@ -165,7 +184,8 @@ def test_a_term_edited_in_costs_runs_the_same_in_torch_and_in_the_kernel(
     try:
         params = load_params("passenger_car")
         track = load_track("random:0")
-        model, cost = KinematicBicycle(params, 0.05), TrackCost(CostConfig(), track, params)
+        config = CostConfig(weights=CostWeights(**weights))
+        model, cost = KinematicBicycle(params, 0.05), TrackCost(config, track, params)
         low, high = torch.tensor(params.action_low), torch.tensor(params.action_high)
         H, K = 20, 40
         actions = torch.rand(H, K, 2, generator=torch.Generator().manual_seed(2)) * (high - low) + low
@@ -188,7 +208,7 @@ def test_a_term_edited_in_costs_runs_the_same_in_torch_and_in_the_kernel(
         native.quadratize(X, U, last, got_q)
         for got, expected in zip(got_q, want_q):
             torch.testing.assert_close(got, expected, rtol=1e-3, atol=1e-3)
-        check(cost, want_q)
+        check(cost, want_q, X, U, last)
     finally:
         codegen.generated_header.cache_clear()
         native_build._load.cache_clear()

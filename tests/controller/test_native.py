@@ -300,11 +300,11 @@ def test_struct_layout_is_checked_field_by_field_against_the_kernel() -> None:
     lib = native_build.load()
     assert layout_mismatch(kernel_layout(lib), python_layout(Problem)) is None
     fields = list(Problem._fields_)
-    i, j = [n for n, (name, _) in enumerate(fields) if name in ("w_progress", "w_disagreement")]
+    i, j = [n for n, (name, _) in enumerate(fields) if name in ("half_width", "terminal_weight")]
     fields[i], fields[j] = fields[j], fields[i]  # same type, same total size: only names differ
     swapped = type("Swapped", (ctypes.Structure,), {"_fields_": fields})
     assert ctypes.sizeof(swapped) == ctypes.sizeof(Problem)
-    assert "w_progress" in layout_mismatch(kernel_layout(lib), python_layout(swapped))
+    assert "half_width" in layout_mismatch(kernel_layout(lib), python_layout(swapped))
     shorter = type("Shorter", (ctypes.Structure,), {"_fields_": list(Problem._fields_)[:-1]})
     assert layout_mismatch(kernel_layout(lib), python_layout(shorter)) is not None
 
