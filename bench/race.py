@@ -23,7 +23,7 @@ lockstep, and records, one per (track, planner, rung):
   driven stretch (``--laps``: 0.3 compares with the reference's first 0.3 lap), and
   ratio = lap_time_s / ref_lap_s;
 - offtrack_steps counts control periods with the centre of gravity beyond a track edge;
-- spins counts the times |slip| rose above 0.5 rad (tools/sysid/ladder.py, SPIN_SLIP_RAD);
+- spins counts the times |slip| rose above 0.5 rad (sim/closed_loop.py, SPIN_SLIP_RAD);
 - solve_p99_ms is the daemon's (stats), against its budget (solve_budget_fraction x period).
 
 Targets (issue 10): before any learning, at 10 m/s, on every track, zero off-track steps and

@@ -86,3 +86,23 @@ def test_cli_errors_are_clear_and_have_no_traceback(tmp_path: Path) -> None:
                       "action": {"steer_rate": 0, "accel": 0}, "status": "ok"})
     out = run_cli("fit", "--logs", str(short), "--out", str(tmp_path / "o"))
     assert out.returncode == 2 and "consecutive steps" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_steps_where_the_car_lost_control_are_left_out_of_the_fit(tmp_path: Path) -> None:
+    """A spin (|slip| above the simulator's spin threshold) breaks the data into blocks around it."""
+    from controller.translog import load_steps
+    from tools.sysid.data import LOST_CONTROL_SLIP_RAD, blocks
+
+    period, n = 0.05, 1200
+    spin = range(500, 560)
+    with TransitionLog(tmp_path / "logs", flush_s=0.1) as log:
+        for k in range(n):
+            slip = 0.9 if k in spin else 0.01
+            state = {"x": 8.0 * k * period, "y": 0.0, "steer": 0.0, "v": 8.0, "yaw": 0.0, "yaw_rate": 0.0, "slip": slip}
+            log.step({"episode": 0, "seq": k, "stamp": k * period, "received": 0.0, "replied": 0.0, "state": state,
+                      "action": {"steer_rate": 0.0, "accel": 0.0}, "status": "ok"})
+    steps = load_steps(tmp_path / "logs")
+    chosen, _ = blocks(steps, state_dim=7)
+    assert all(np.abs(b.states[:, 6]).max() <= LOST_CONTROL_SLIP_RAD for b in chosen)
+    # every transition inside the two stretches under control is kept: 499 before, 639 after
+    assert sum(b.steps for b in chosen) == (spin.start - 1) + (n - spin.stop - 1)

@@ -13,11 +13,19 @@ from dataclasses import dataclass
 import numpy as np
 
 from controller.translog import Steps
+from sim.closed_loop import SPIN_SLIP_RAD
+from vehicle_models.layout import State
 
 STATE_DIM = 5  # the kinematic models use x, y, steer, v, yaw; dynamic-state ones add yaw_rate, slip
 #: Most windows a fit or an evaluation uses (about 3 minutes of driving at stride 2 and 20 Hz,
 #: more than a single session's refit usually has); beyond, they are spread evenly.
 MAX_WINDOWS = 2000
+#: Steps whose |slip| is above this are left out of every fit: the car has lost control (what the
+#: simulator and the ladder count as a spin). They are the car's data, but far outside where the
+#: controller drives, and their large errors dominated a squared loss: a residual trained with
+#: two spins in its data predicted a car on a straight, wheel centred, sliding by 0.2 rad within
+#: 1 s, and drove off the track.
+LOST_CONTROL_SLIP_RAD = SPIN_SLIP_RAD
 
 
 class DataError(ValueError):
@@ -63,11 +71,19 @@ def control_period(steps: Steps) -> float:
     return float(np.median(dt[good]))
 
 
+def in_control(steps: Steps) -> np.ndarray:
+    """(N,) bool: the car was under control at the step (|slip| at most LOST_CONTROL_SLIP_RAD,
+    or slip not reported)."""
+    slip = steps.states[:, State.SLIP] if steps.states.shape[1] > State.SLIP else np.full(len(steps), np.nan)
+    return ~(np.abs(np.nan_to_num(slip, nan=0.0)) > LOST_CONTROL_SLIP_RAD)
+
+
 def blocks(
     steps: Steps, block_s: float = 10.0, holdout_every: int = 4, state_dim: int = STATE_DIM
 ) -> tuple[list[Block], float]:
     """Blocks of ``state_dim`` state fields (5: kinematic; 7: with yaw_rate and slip, which
-    the car must then have reported)."""
+    the car must then have reported). Steps where the car had lost control (``in_control``) are
+    left out; blocks break around them."""
     if len(steps) == 0:
         raise DataError("the logs hold no step records")
     period = control_period(steps)
@@ -80,11 +96,13 @@ def blocks(
         )
     if not np.isfinite(states).all() or not np.isfinite(steps.actions).all():
         raise DataError("non-finite states or actions in the logs")
+    kept = in_control(steps)
     breaks = (
         (np.diff(steps.episode) != 0)
         | ~_same_session(steps)
         | (np.diff(steps.seq) != 1)
         | (np.abs(np.diff(steps.stamp) - period) > 0.25 * period)
+        | (kept[1:] != kept[:-1])
     )
     starts = np.concatenate([[0], np.flatnonzero(breaks) + 1])
     ends = np.concatenate([np.flatnonzero(breaks) + 1, [len(steps)]])
@@ -92,6 +110,8 @@ def blocks(
     out: list[Block] = []
     count = 0
     for a, b in zip(starts, ends):
+        if not kept[a]:
+            continue
         for s in range(a, b - 1, per_block):
             e = min(s + per_block, b - 1)
             if e - s < 2:

@@ -62,7 +62,7 @@ from controller.track.reference_lap import ReferenceLap
 from controller.translog import LogError, load_steps
 from sim.__main__ import daemon_reason, stop_process
 from sim.cars import make_true_car, reference_lap_for
-from sim.closed_loop import start_state
+from sim.closed_loop import SPIN_SLIP_RAD, start_state
 from sim.episode import EpisodeConfig, run_episode
 from sim.remote import ControllerClient
 from tools.refit_loop import held_out_blocks, held_out_rmse, start_daemon, wait_for_model
@@ -73,7 +73,6 @@ from vehicle_models.dynamic_nominal import NOMINALS
 from vehicle_models.layout import DYNAMIC_STATE_DIM, KINEMATIC_STATE_DIM, State
 from vehicle_models.params import load_params
 
-SPIN_SLIP_RAD = 0.5  #: |slip| above this counts as a spin (about 29 degrees)
 NOMINAL = "nominal"  #: the kinematic model of the vehicle, saved as a bundle so a rollback can reload it
 COLUMNS = (
     ("rung", "{}"), ("kind", "{}"), ("pace", "{:.2f}"), ("top_speed", "{:.1f}"), ("model", "{}"), ("lap_time_s", "{:.1f}"),
