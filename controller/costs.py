@@ -410,10 +410,6 @@ class TrackCost:
         w[-1] = self.config.terminal_weight
         return w
 
-    def progress(self, s_start: Tensor, s_end: Tensor) -> Tensor:
-        """Arc length from s_start to s_end, across the start line, in [-L/2, L/2)."""
-        return arc_gained(TORCH, s_start, s_end, self.length)
-
     # -- batched evaluation (MPPI, line searches) ---------------------------------------------
     def evaluate(
         self,
