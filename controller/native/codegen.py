@@ -195,11 +195,16 @@ _INPUTS = ["x[{}]", "u[{}]", "p->vehicle[{}]", "p->dt"]
 _ACTION_INPUTS = ["u[{}]", "prev[{}]", "p->inv_action_scale[{}]"]
 
 
+def _enum_from(first: str, names: tuple[str, ...]) -> str:
+    """Enumerators T_<NAME> of ``names``, numbered on from the constant ``first``."""
+    return ", ".join(f"T_{n.upper()}" + (f" = {first}" if i == 0 else "") for i, n in enumerate(names))
+
+
 def terms_header() -> str:
     """The enums of the state terms and track features (included before the struct)."""
     terms = ", ".join(f"T_{n.upper()}" for n in STATE_TERMS)
-    action_terms = ", ".join(f"T_{n.upper()}" + (" = N_STATE_TERMS" if i == 0 else "") for i, n in enumerate(ACTION_TERMS))
-    linear_terms = ", ".join(f"T_{n.upper()}" + (" = END_ACTION_TERMS" if i == 0 else "") for i, n in enumerate(LINEAR_TERMS))
+    action_terms = _enum_from("N_STATE_TERMS", ACTION_TERMS)
+    linear_terms = _enum_from("END_ACTION_TERMS", LINEAR_TERMS)
     features = ", ".join(f"F_{n.upper()}" for n in FEATURES)
     constants = ", ".join(f"C_{n.upper()}" for n in COST_CONSTANTS)
     first = FEATURES.index(VEHICLE_FEATURES[0])

@@ -789,7 +789,9 @@ int vmpc_quadratize(const Problem *p, int H, const float *states, const float *a
                     float *l_z, float *l_u, float *l_zz, float *l_uu, float *l_uz) {
     enum { NZ = NX + NU };
     if (H < 1) return -1;
-    const float s_start = start_arc_length(p, states);
+    int linear_on = 0; /* the start's projection is needed by the linear terms alone */
+    for (int a = 0; a < N_LINEAR_TERMS; a++) linear_on |= p->term_slot[END_ACTION_TERMS + a] >= 0;
+    const float s_start = linear_on ? start_arc_length(p, states) : 0.0f;
     memset(l_z, 0, sizeof(float) * (H + 1) * NZ);
     memset(l_zz, 0, sizeof(float) * (H + 1) * NZ * NZ);
     memset(l_u, 0, sizeof(float) * H * NU);
@@ -857,7 +859,7 @@ int vmpc_quadratize(const Problem *p, int H, const float *states, const float *a
                     for (int j = 0; j < NZ; j++) hz[i * NZ + j] += c * J[i] * J[j];
                 }
             }
-            if (t == H - 1) { /* the linear terms of s_H: w dr/ds ds/dp (generated dr/ds) */
+            if (linear_on && t == H - 1) { /* the linear terms of s_H: w dr/ds ds/dp (generated dr/ds) */
                 const float arc[2] = {pr.s[l], s_start};
                 float r[N_LINEAR_TERMS], J[N_LINEAR_TERMS];
                 linear_residual_jacobian(p, arc, r, J);

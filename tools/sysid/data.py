@@ -74,7 +74,7 @@ def control_period(steps: Steps) -> float:
 def in_control(steps: Steps) -> np.ndarray:
     """(N,) bool: the car was under control at the step (|slip| at most LOST_CONTROL_SLIP_RAD,
     or slip not reported)."""
-    slip = steps.states[:, State.SLIP] if steps.states.shape[1] > State.SLIP else np.full(len(steps), np.nan)
+    slip = steps.states[:, State.SLIP]  # Steps hold all seven fields, NaN where not reported
     return ~(np.abs(np.nan_to_num(slip, nan=0.0)) > LOST_CONTROL_SLIP_RAD)
 
 

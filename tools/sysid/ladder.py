@@ -354,10 +354,11 @@ class Ladder:
     def run(self) -> list[Rung]:
         s = self.s
         nominal = save_bundle(ModelBundle(NOMINAL, load_params(s.vehicle)), self.models / NOMINAL, overwrite=True)
-        # A start bundle is copied among the ladder's models: the daemon reloads only from there.
-        bundle = nominal if s.model is None else save_bundle(load_bundle(s.model), self.models / Path(s.model).name,
-                                                             overwrite=True)
-        pace, model = s.pace, NOMINAL if s.model is None else load_bundle(bundle).version
+        pace, bundle, model = s.pace, nominal, NOMINAL
+        if s.model is not None:  # copied among the ladder's models: the daemon reloads only from there
+            start = load_bundle(s.model)
+            bundle = save_bundle(start, self.models / Path(s.model).name, overwrite=True)
+            model = start.version
         top = min(s.top_speed or self.max_speed, self.max_speed)
         try:
             self.start(pace, top, bundle)
