@@ -42,9 +42,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
 
 from controller.track import Track, speed_profile
+from controller.track.lookup import Projection
 from controller.track.reference_lap import reference_lap
 from controller.traction import GRAVITY
-from vehicle_models.angles import wrap_angle
+from vehicle_models.angles import wrap_angle_with
 from vehicle_models.kinematic import kinematic_derivative
 from vehicle_models.layout import Action, State
 from vehicle_models.mathops import TORCH
@@ -155,6 +156,53 @@ def lateral_accel(ops: Any, p: Any, x: Any, u: Any, state_dim: int) -> Any:
 def vehicle_features(ops: Any, p: Any, x: Any, u: Any, state_dim: int) -> tuple[Any, Any]:
     """(a_lon, a_lat) at state x reached by action u: the predicted combined acceleration."""
     return ops.field(u, Action.ACCEL), lateral_accel(ops, p, x, u, state_dim)
+
+
+#: The features read off the track (``track_features``), in Features' order (they open it).
+TRACK_FEATURES: tuple[str, ...] = ("s", "lateral", "heading_error", "speed_error", "room_left", "room_right")
+#: The state fields the track features depend on, the columns of ``track_feature_jacobian``.
+TRACK_FEATURE_FIELDS: tuple[int, ...] = (State.X, State.Y, State.YAW, State.V)
+if Features._fields != TRACK_FEATURES + VEHICLE_FEATURES:
+    raise RuntimeError("Features must list the track features, then the vehicle features")
+
+
+def track_features(ops: Any, yaw: Any, speed: Any, proj: Projection, speed_ref: Any, half_width: Any) -> tuple:
+    """The track rows of Features (``TRACK_FEATURES``) of a state with this yaw and speed,
+    from its projection and the speed reference there."""
+    return (
+        proj.s,
+        proj.lateral,
+        wrap_angle_with(ops, yaw - proj.heading),
+        speed - speed_ref,
+        proj.width_left - half_width,
+        proj.width_right - half_width,
+    )
+
+
+def track_feature_jacobian(
+    ops: Any, proj: Projection, speed_slope: Any, width_left_slope: Any, width_right_slope: Any
+) -> tuple[tuple[Any, ...], ...]:
+    """d(track features)/d(state fields ``TRACK_FEATURE_FIELDS``): one row per track feature.
+
+    The projection's derivative on a curve: ds/dp = t / (1 - kappa e_y) (t the centre line's
+    tangent), de_y/dp = n, d heading/ds = kappa, and the slopes of the speed and width tables
+    along s (piecewise-linear tables: piecewise-constant slopes).
+    """
+    cos_h, sin_h = ops.cos(proj.heading), ops.sin(proj.heading)
+    shrink = 1.0 - proj.curvature * proj.lateral
+    stretch = 1.0 / ops.where(shrink > 0.1, shrink, 0.1 + ops.zeros_like(shrink))
+    ds_x, ds_y = cos_h * stretch, sin_h * stretch
+    zero = ops.zeros_like(ds_x)
+    one = 1.0 + zero
+    along = lambda slope: (slope * ds_x, slope * ds_y, zero, zero)  # noqa: E731
+    return (
+        (ds_x, ds_y, zero, zero),
+        (-sin_h, cos_h, zero, zero),
+        (-proj.curvature * ds_x, -proj.curvature * ds_y, one, zero),
+        (-speed_slope * ds_x, -speed_slope * ds_y, zero, one),
+        along(width_left_slope),
+        along(width_right_slope),
+    )
 
 
 def _boundary_residual(ops: Any, f: Features, c: CostConstants) -> Any:
@@ -390,19 +438,10 @@ class TrackCost:
     def _project(self, states: Tensor) -> Any:
         return self.lookup.project(states[..., State.X], states[..., State.Y], states[..., State.YAW])
 
-    def _features(self, states: Tensor, actions: Tensor, proj: Any) -> Features:
+    def _features(self, states: Tensor, actions: Tensor, proj: Projection) -> Features:
         v_ref = self.lookup.interpolate(self.speed_table, proj.s)
-        a_lon, a_lat = vehicle_features(TORCH, self.params, states, actions, states.shape[-1])
-        return Features(
-            s=proj.s,
-            lateral=proj.lateral,
-            heading_error=wrap_angle(states[..., State.YAW] - proj.heading),
-            speed_error=states[..., State.V] - v_ref,
-            room_left=proj.width_left - self.half_width,
-            room_right=proj.width_right - self.half_width,
-            a_lon=a_lon,
-            a_lat=a_lat,
-        )
+        track = track_features(TORCH, states[..., State.YAW], states[..., State.V], proj, v_ref, self.half_width)
+        return Features(*track, *vehicle_features(TORCH, self.params, states, actions, states.shape[-1]))
 
     def step_weights(self, horizon: int) -> Tensor:
         """Per-step multipliers: 1 for steps 1..H-1, terminal_weight for step H."""
@@ -457,29 +496,18 @@ class TrackCost:
         """Jacobian (H, n_features, nx + nu) of the features of states (H, nx) w.r.t. the
         augmented state (x_t, u_{t-1}), and ds/dp (H, 2).
 
-        Track geometry enters through ds/dp = t / (1 - kappa e_y), de_y/dp = n,
-        d theta/ds = kappa and the slopes of the speed and width tables (the projection's
-        derivative; the kernel's twin is in rollout.c). The vehicle features' rows are the
-        autodiff of ``vehicle_features``.
+        The track features' rows are ``track_feature_jacobian`` (the kernel's C is generated
+        from it), the vehicle features' the autodiff of ``vehicle_features``.
         """
         H, nx = states.shape
         nu = actions.shape[-1]
         proj = self._project(states) if proj is None else proj
-        cos_h, sin_h = torch.cos(proj.heading), torch.sin(proj.heading)
-        stretch = 1.0 / (1.0 - proj.curvature * proj.lateral).clamp_min(0.1)
-        ds_dp = torch.stack([cos_h, sin_h], -1) * stretch.unsqueeze(-1)
-        normal = torch.stack([-sin_h, cos_h], -1)
+        slopes = (self.lookup.slope(t, proj.s) for t in (self.speed_table, self.width_left_table, self.width_right_table))
+        track = track_feature_jacobian(TORCH, proj, *slopes)
         F = _FEATURE_INDEX
-        P = slice(State.X, State.Y + 1)
         J = torch.zeros(H, len(F), nx + nu, dtype=states.dtype, device=states.device)
-        J[:, F["s"], P] = ds_dp
-        J[:, F["lateral"], P] = normal
-        J[:, F["heading_error"], P] = -proj.curvature.unsqueeze(-1) * ds_dp
-        J[:, F["heading_error"], State.YAW] = 1.0
-        J[:, F["speed_error"], P] = -self.lookup.slope(self.speed_table, proj.s).unsqueeze(-1) * ds_dp
-        J[:, F["speed_error"], State.V] = 1.0
-        J[:, F["room_left"], P] = self.lookup.slope(self.width_left_table, proj.s).unsqueeze(-1) * ds_dp
-        J[:, F["room_right"], P] = self.lookup.slope(self.width_right_table, proj.s).unsqueeze(-1) * ds_dp
+        J[:, : len(TRACK_FEATURES), list(TRACK_FEATURE_FIELDS)] = torch.stack([torch.stack(r, -1) for r in track], -2)
+        ds_dp = J[:, F["s"], State.X : State.Y + 1].clone()
 
         rows = slice(F[VEHICLE_FEATURES[0]], F[VEHICLE_FEATURES[-1]] + 1)
         J[:, rows] = _derivatives(self, "vehicle", H, nx, torch.cat([states, actions], -1))

@@ -37,6 +37,10 @@ class TorchOps:
         return torch.relu(x)
 
     @staticmethod
+    def silu(x: Any) -> Any:
+        return torch.nn.functional.silu(x)
+
+    @staticmethod
     def where(cond: Any, a: Any, b: Any) -> Any:
         return torch.where(cond, a, b)
 
@@ -90,6 +94,11 @@ class CasadiOps:
     @staticmethod
     def relu(x: Any) -> Any:
         return ca.fmax(x, 0.0)
+
+    @staticmethod
+    def silu(x: Any) -> Any:
+        """x sigmoid(x)."""
+        return x / (1.0 + ca.exp(-x))
 
     @staticmethod
     def where(cond: Any, a: Any, b: Any) -> Any:
@@ -165,6 +174,10 @@ class ScalarOps:
     @staticmethod
     def relu(x: float) -> float:
         return max(x, 0.0)
+
+    @staticmethod
+    def silu(x: float) -> float:
+        return x / (1.0 + math.exp(-x)) if x > -80.0 else 0.0
 
     @staticmethod
     def where(cond: bool, a: float, b: float) -> float:

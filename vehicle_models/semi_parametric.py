@@ -19,7 +19,7 @@ share one definition of features and targets.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple, Sequence
 
 import torch
 from torch import Tensor
@@ -29,6 +29,7 @@ from vehicle_models.angles import wrap_angle
 from vehicle_models.dynamic_nominal import KinematicDynamicState, SingleTrackNominal
 from vehicle_models.kinematic import KinematicBicycle
 from vehicle_models.layout import State
+from vehicle_models.mathops import TORCH
 from vehicle_models.residual import (
     EnsembleOutput,
     FusedWeights,
@@ -49,7 +50,17 @@ DEFAULT_OUTPUT_FIELDS: tuple[State, ...] = (State.X, State.Y, State.V, State.YAW
 DYNAMIC_INPUT_FIELDS: tuple[State, ...] = (State.STEER, State.V, State.YAW_RATE, State.SLIP)
 DYNAMIC_OUTPUT_FIELDS: tuple[State, ...] = tuple(f for f in State if f != State.STEER)
 #: Fields corrected by a plain rate (not rotated like x, y).
-_RATE_FIELDS = (int(State.STEER), int(State.V), int(State.YAW), int(State.YAW_RATE), int(State.SLIP))
+def residual_increment(ops: Any, yaw: Any, rates: Sequence[Any], dt: Any) -> list[Any]:
+    """The residual's increment of each state field over dt, world frame, from its correction
+    rates, one per state field (zero where it corrects none): x and y are corrected along and
+    across the car's heading ``yaw``, the other fields directly. The equation of ``step`` (and,
+    generated from it, of the native kernel's)."""
+    x, y = int(State.X), int(State.Y)
+    increment = [dt * rate for rate in rates]
+    cos_yaw, sin_yaw = ops.cos(yaw), ops.sin(yaw)
+    increment[x] = dt * (cos_yaw * rates[x] - sin_yaw * rates[y])
+    increment[y] = dt * (sin_yaw * rates[x] + cos_yaw * rates[y])
+    return increment
 
 
 def default_fields(state_dim: int) -> tuple[tuple[State, ...], tuple[State, ...]]:
@@ -129,22 +140,16 @@ class SemiParametricModel:
     def features(self, state: Tensor, action: Tensor) -> Tensor:
         return torch.cat([state[..., list(self.input_fields)], action], dim=-1)
 
+    def _field_rates(self, rates: Tensor, zero: Tensor) -> list[Tensor]:
+        """Correction rates (..., out) as one per state field, ``zero`` where none."""
+        # Plain ints, not State members: torch.compile recurses on IntEnum list indices.
+        return [rates[..., self._out_index[f]] if f in self._out_index else zero for f in range(self.state_dim)]
+
     def _correction(self, state: Tensor, rates: Tensor) -> Tensor:
         """World-frame state increment over dt from body-frame correction rates (..., out)."""
-        # Plain ints, not State members: torch.compile recurses on IntEnum list indices.
-        zero = torch.zeros_like(state[..., 0])
-        columns = [zero] * self.state_dim
-        idx = self._out_index
-        x, y, yaw = int(State.X), int(State.Y), int(State.YAW)
-        if x in idx:
-            c, s = torch.cos(state[..., yaw]), torch.sin(state[..., yaw])
-            along, across = rates[..., idx[x]], rates[..., idx[y]]
-            columns[x] = c * along - s * across
-            columns[y] = s * along + c * across
-        for field in _RATE_FIELDS:
-            if field in idx:
-                columns[field] = rates[..., idx[field]]
-        return self.dt * torch.stack(columns, dim=-1)
+        yaw = state[..., int(State.YAW)]
+        field_rates = self._field_rates(rates, torch.zeros_like(yaw))
+        return torch.stack(residual_increment(TORCH, yaw, field_rates, self.dt), dim=-1)
 
     def _predict(self, state: Tensor, action: Tensor) -> EnsembleOutput:
         z = self.features(state, action)
@@ -162,18 +167,10 @@ class SemiParametricModel:
         """``step`` on per-field tensors (K,) each (structure of arrays), for compiled rollouts."""
         z = torch.stack([state[int(f)] for f in self.input_fields] + list(action), dim=-1)
         rates = fused_forward(self.fused, self.residual.config.activation, z).mean
-        nominal = list(self.nominal.step_fields(state, action))
-        idx = self._out_index
-        x, y, yaw = int(State.X), int(State.Y), int(State.YAW)
-        if x in idx:
-            c, s = torch.cos(state[yaw]), torch.sin(state[yaw])
-            along, across = rates[..., idx[x]], rates[..., idx[y]]
-            nominal[x] = nominal[x] + self.dt * (c * along - s * across)
-            nominal[y] = nominal[y] + self.dt * (s * along + c * across)
-        for field in _RATE_FIELDS:
-            if field in idx:
-                nominal[field] = nominal[field] + self.dt * rates[..., idx[field]]
-        return tuple(nominal)
+        nominal = self.nominal.step_fields(state, action)
+        yaw = state[int(State.YAW)]
+        increment = residual_increment(TORCH, yaw, self._field_rates(rates, torch.zeros_like(yaw)), self.dt)
+        return tuple(n + d for n, d in zip(nominal, increment))
 
     def step_with_disagreement(self, state: Tensor, action: Tensor) -> tuple[Tensor, Tensor]:
         """Next state and the ensemble's disagreement on this transition (..., nx), (...)."""

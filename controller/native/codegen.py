@@ -42,15 +42,22 @@ from controller.costs import (
     LINEAR_RESIDUALS,
     STATE_RESIDUALS,
     VEHICLE_FEATURES,
+    TRACK_FEATURE_FIELDS,
+    TRACK_FEATURES,
     CostConstants,
     Features,
     action_residuals,
     state_residuals,
+    track_feature_jacobian,
+    track_features,
     vehicle_features,
 )
+from controller.track.lookup import Projection, Segment, project_on_branches
 from vehicle_models.kinematic import kinematic_exact_step
-from vehicle_models.layout import ACTION_DIM, DYNAMIC_STATE_DIM, KINEMATIC_STATE_DIM
+from vehicle_models.layout import ACTION_DIM, DYNAMIC_STATE_DIM, KINEMATIC_STATE_DIM, State
 from vehicle_models.mathops import CASADI
+from vehicle_models.residual import ACTIVATIONS, activate
+from vehicle_models.semi_parametric import residual_increment
 from vehicle_models.params import BicycleParams
 
 #: State sizes the kernel is built for (one shared object each, ``-DNX=``): the kinematic
@@ -121,6 +128,9 @@ def c_function(
     outputs: list[str],
     lanes: bool = False,
     arrays: tuple[tuple[str, str], ...] = (("x", "NX"), ("u", "NU")),
+    extra_params: tuple[str, ...] = (),
+    problem: bool = True,
+    unary: dict[str, str] | None = None,
 ) -> str:
     """``fn`` as a static inline C function ``void name(const Problem *p, x, u, outputs...)``.
 
@@ -129,8 +139,12 @@ def c_function(
     With ``lanes`` the function works on LANES points at once -- x (NX, LANES), u (NU, LANES),
     outputs (n, LANES) -- in a ``#pragma omp simd`` loop of its own: called point by point
     from inside such a loop, the point's arrays went through memory and GCC did not vectorise.
+    ``extra_params`` are further C parameters the inputs' C reads (e.g. per-lane indices);
+    without ``problem`` the function takes no ``Problem``; ``unary`` replaces the C of some
+    unary operations (e.g. ``EXP`` by an inlined exp that vectorises without a libm call).
     """
     ops = _ops()
+    unary_c = {**_UNARY, **(unary or {})}
     lane = "[l]" if lanes else ""
     inputs = [i + lane if any(i.startswith(f"{a}[") for a, _ in arrays) else i for i in inputs]
     lines = []
@@ -153,23 +167,24 @@ def c_function(
             lines.append(f"    {outputs[o]}[{index}]{lane} = w{args[0]};")
         elif op == "CONST":
             lines.append(f"    w{res[0]} = {_float(fn.instruction_constant(k))};")
-        elif op in _UNARY:
-            lines.append(f"    w{res[0]} = {_UNARY[op].format(a=f'w{args[0]}')};")
+        elif op in unary_c:
+            lines.append(f"    w{res[0]} = {unary_c[op].format(a=f'w{args[0]}')};")
         elif op in _BINARY:
             lines.append(f"    w{res[0]} = {_BINARY[op].format(a=f'w{args[0]}', b=f'w{args[1]}')};")
         else:
             raise CodegenError(f"{name}: CasADi operation {op} has no C translation")
     work = ", ".join(f"w{i}" for i in range(fn.sz_w()))
+    first = ["const Problem *restrict p"] if problem else []
     if lanes:
         params = ", ".join(
-            ["const Problem *restrict p", *(f"const float {a}[{n}][LANES]" for a, n in arrays)]
+            [*first, *(f"const float {a}[{n}][LANES]" for a, n in arrays), *extra_params]
             + [f"float {out}[][LANES]" for out in outputs]
         )
         body = ["#pragma omp simd", "    for (int l = 0; l < LANES; l++) {", f"    float {work};",
                 *lines, "    }"]
         return "\n".join([f"static inline void {name}({params}) {{", *body, "}"])
     params = ", ".join(
-        ["const Problem *restrict p", *(f"const float *restrict {a}" for a, _ in arrays)]
+        [*first, *(f"const float *restrict {a}" for a, _ in arrays), *extra_params]
         + [f"float *restrict {out}" for out in outputs]
     )
     return "\n".join([f"static inline void {name}({params}) {{", f"    float {work};", *lines, "}"])
@@ -224,6 +239,17 @@ def terms_header() -> str:
             f"#define F_VEHICLE F_{VEHICLE_FEATURES[0].upper()} /* first of the N_VEHICLE_FEATURES rows"
             " vehicle_features writes */",
             f"#define N_VEHICLE_FEATURES {len(VEHICLE_FEATURES)}",
+            f"#define N_TRACK_FEATURES {len(TRACK_FEATURES)} /* the first rows, F_S .. */",
+            "/* The state fields the track features depend on: the columns of track_feature_jacobian. */",
+            f"#define N_TRACK_FEATURE_FIELDS {len(TRACK_FEATURE_FIELDS)}",
+            "static const int TRACK_FEATURE_FIELD[N_TRACK_FEATURE_FIELDS] = {"
+            + ", ".join(str(int(f)) for f in TRACK_FEATURE_FIELDS) + "};",
+            "/* Columns of the per-segment table (controller/track/lookup.py, Segment) and the rows of a"
+            " projection (Projection). */",
+            f"enum {{ {', '.join(f'COL_{n.upper()}' for n in Segment._fields)}, NCOL }};",
+            f"enum {{ {', '.join(f'P_{n.upper()}' for n in Projection._fields)}, N_PROJECTION }};",
+            "/* The residual network's activations (vehicle_models/residual.py, ACTIVATIONS). */",
+            f"enum {{ {', '.join(f'ACT_{n.upper()}' for n in ACTIVATIONS)} }};",
             "",
         ]
     )
@@ -263,6 +289,71 @@ def _state_residuals() -> ca.Function:
 def _state_residual_jacobian() -> ca.Function:
     f, c, r = _residual_symbols()
     return ca.Function("state_residual_jacobian", [f, c], [r, ca.jacobian(r, f)])
+
+
+def _projection(nx: int) -> ca.Function:
+    """The projection of a state onto the better of two segments (``project_on_branches``)."""
+    x = ca.SX.sym("x", nx)
+    a, b = (ca.SX.sym(name, len(Segment._fields)) for name in ("a", "b"))
+    penalty, length = ca.SX.sym("branch_penalty"), ca.SX.sym("length")
+    proj = project_on_branches(CASADI, x[State.X], x[State.Y], x[State.YAW], Segment(*ca.vertsplit(a)),
+                               Segment(*ca.vertsplit(b)), penalty, length)
+    return ca.Function("project_on_branches", [x, a, b, penalty, length], [ca.vertcat(*proj)])
+
+
+def _residual_increment(nx: int) -> tuple[ca.Function, ca.Function]:
+    """The residual's increment of a state from its correction rates per field, and (at one
+    point) its Jacobians w.r.t. the state and the rates."""
+    x, rates, dt = ca.SX.sym("x", nx), ca.SX.sym("r", nx), ca.SX.sym("dt")
+    increment = ca.vertcat(*residual_increment(CASADI, x[State.YAW], ca.vertsplit(rates), dt))
+    return (ca.Function("residual_increment", [x, rates, dt], [increment]),
+            ca.Function("residual_increment_jacobian", [x, rates, dt],
+                        [ca.jacobian(increment, x), ca.jacobian(increment, rates)]))
+
+
+def _track_features(nx: int) -> tuple[ca.Function, ca.Function]:
+    """The track features of a state from its projection, and (at one point, from the
+    projection and the slopes of the speed and width tables) their Jacobian w.r.t. the
+    state fields ``TRACK_FEATURE_FIELDS``."""
+    x, pr = ca.SX.sym("x", nx), ca.SX.sym("pr", len(Projection._fields))
+    speed_ref, half_width, slopes = ca.SX.sym("speed_ref"), ca.SX.sym("half_width"), ca.SX.sym("slope", 3)
+    proj = Projection(*ca.vertsplit(pr))
+    f = track_features(CASADI, x[State.YAW], x[State.V], proj, speed_ref, half_width)
+    rows = track_feature_jacobian(CASADI, proj, *ca.vertsplit(slopes))
+    return (ca.Function("track_features", [x, pr, speed_ref, half_width], [ca.vertcat(*f)]),
+            ca.Function("track_feature_jacobian", [pr, slopes], [ca.vertcat(*(ca.horzcat(*r) for r in rows))]))
+
+
+#: C of the primitives inside the activations: exp inlined (exp_inline in rollout.c: a call to
+#: the vector libm in the dense layers' loop spilled every live register), tanh through it.
+_ACTIVATION_UNARY = {"EXP": "exp_inline({a})", "TANH": "(1.0f - 2.0f / (exp_inline(2.0f * {a}) + 1.0f))"}
+
+
+def activations_c() -> str:
+    """Each activation of ``vehicle_models/residual.py`` (``ACTIVATIONS``, the ``mathops``
+    primitives the torch path runs) and its slope, on LANES values in place, generated from
+    the CasADi primitive; ``activate_lanes`` and ``activation_slope_lanes`` dispatch on the
+    kind (ACT_<NAME>, in ``ACTIVATIONS`` order)."""
+    h = ca.SX.sym("h")
+    parts, act_cases, slope_cases = [], [], []
+    for name in ACTIVATIONS:
+        y = activate(CASADI, name, h)
+        for kind, expr in (("activate", y), ("activation_slope", ca.gradient(y, h))):
+            fn = ca.Function(f"{kind}_{name}", [h], [expr])
+            parts.append(c_function(f"{kind}_{name}", fn, ["h[{}]"], ["out"], lanes=True, arrays=(("h", "1"),),
+                                    problem=False, unary=_ACTIVATION_UNARY))
+        act_cases.append(f"    case ACT_{name.upper()}: activate_{name}(row, row); break;")
+        slope_cases.append(f"    case ACT_{name.upper()}: activation_slope_{name}(in, out); break;")
+    return "\n\n".join([
+        *parts,
+        "/* v (LANES) <- act(v) for activation kind. */",
+        "static inline void activate_lanes(float *v, int kind) {\n    float(*row)[LANES] = (float(*)[LANES])v;\n"
+        "    switch (kind) {\n" + "\n".join(act_cases) + "\n    }\n}",
+        "/* slope (LANES) <- act'(h) for activation kind. */",
+        "static inline void activation_slope_lanes(const float *h, float *slope, int kind) {\n"
+        "    const float(*in)[LANES] = (const float(*)[LANES])h;\n    float(*out)[LANES] = (float(*)[LANES])slope;\n"
+        "    switch (kind) {\n" + "\n".join(slope_cases) + "\n    }\n}",
+    ])
 
 
 @functools.lru_cache(maxsize=1)
@@ -308,6 +399,9 @@ def generated_header(nx: int = KINEMATIC_STATE_DIM) -> str:
     vx, vu, vtheta, vf = _vehicle_features(nx)
     action_step, action_jacobian = _action_residuals()
     linear_step, linear_jacobian = _linear_residuals()
+    features_step, features_jacobian = _track_features(nx)
+    increment_step, increment_jacobian = _residual_increment(nx)
+    segment = "p->segments[{} * NCOL + {{}}]"
     return "\n\n".join(
         [
             "/* Generated by controller/native/codegen.py from vehicle_models/kinematic.py"
@@ -318,6 +412,33 @@ def generated_header(nx: int = KINEMATIC_STATE_DIM) -> str:
             c_function("kinematic_step", step, _INPUTS, ["x_next"], lanes=True),
             "/* Its Jacobians: A (NX, NX) = d x_next / d x, B (NX, NU) = d x_next / d u, row-major. */",
             c_function("kinematic_jacobian", jacobian, _INPUTS, ["A", "B"]),
+            "/* x (NX, LANES) and, per lane, the segment of each branch its grid cell names -> the projection"
+            " pr (N_PROJECTION, LANES) onto the better fitting one (controller/track/lookup.py,"
+            " project_on_branches). */",
+            c_function("project_on_branches", _projection(nx),
+                       ["x[{}]", segment.format("seg_a[l]"), segment.format("seg_b[l]"), "p->branch_penalty",
+                        "p->length"], ["pr"], lanes=True, arrays=(("x", "NX"),),
+                       extra_params=("const int seg_a[LANES]", "const int seg_b[LANES]")),
+            "/* x (NX, LANES), its projection pr and the speed reference there -> the track features"
+            " (N_TRACK_FEATURES, LANES), the first rows of f (controller/costs.py, track_features). */",
+            c_function("track_features", features_step, ["x[{}]", "pr[{}]", "speed_ref[{}]", "p->half_width"],
+                       ["f"], lanes=True, arrays=(("x", "NX"), ("pr", "N_PROJECTION"), ("speed_ref", "1"))),
+            "/* At one point: from the projection pr (N_PROJECTION) and the slopes along s of the speed,"
+            " left and right width tables, J (N_TRACK_FEATURES, N_TRACK_FEATURE_FIELDS) = d(track"
+            " features)/d(state fields TRACK_FEATURE_FIELD), row-major (track_feature_jacobian). */",
+            c_function("track_feature_jacobian", features_jacobian, ["pr[{}]", "slope[{}]"], ["J"],
+                       arrays=(("pr", "N_PROJECTION"), ("slope", "3"))),
+            "/* x (NX, LANES) and the residual's correction rates r (NX, LANES: one per state field, zero where"
+            " it corrects none) -> the increment of x over dt (NX, LANES), world frame"
+            " (vehicle_models/semi_parametric.py, residual_increment). */",
+            c_function("residual_increment", increment_step, ["x[{}]", "r[{}]", "p->dt"], ["out"], lanes=True,
+                       arrays=(("x", "NX"), ("r", "NX"))),
+            "/* At one point: its Jacobians Jx (NX, NX) w.r.t. x and Jr (NX, NX) w.r.t. r, row-major. */",
+            c_function("residual_increment_jacobian", increment_jacobian, ["x[{}]", "r[{}]", "p->dt"],
+                       ["Jx", "Jr"], arrays=(("x", "NX"), ("r", "NX"))),
+            "/* The residual network's activations and their slopes, in place on LANES values"
+            " (vehicle_models/residual.py, activate). */",
+            activations_c(),
             "/* Track features f (N_FEATURES, LANES) -> the state terms' residuals r (N_STATE_TERMS, LANES)"
             " (controller/costs.py, STATE_RESIDUALS). */",
             c_function("state_residuals", _state_residuals(), ["f[{}]", "p->cost_const[{}]"], ["r"],

@@ -49,7 +49,6 @@ LANES = 16
 #: ACTION_RESIDUALS, LINEAR_RESIDUALS), then the enum that follows them in rollout.c.
 TERM_KINDS = (*STATE_TERMS, *ACTION_TERMS, *LINEAR_TERMS, "disagreement")
 ACTIVATIONS = {"silu": 0, "relu": 1, "tanh": 2}
-_LEN_COLUMN = 5  #: segment length in the lookup table; the kernel takes its inverse
 
 _f = ctypes.c_float
 _i = ctypes.c_int32
@@ -350,9 +349,7 @@ class NativeProblem:
         lookup = cost.lookup
         cells = lookup.cell_segments.to(torch.int32).contiguous()
         self._keep.append(cells)
-        table = lookup.table.double().clone()
-        table[:, _LEN_COLUMN] = 1.0 / table[:, _LEN_COLUMN]
-        segments = self._own(table)
+        segments = self._own(lookup.table)
         p.cell_segments = ctypes.cast(cells.data_ptr(), _ip)
         p.segments = ctypes.cast(segments.data_ptr(), _fp)
         p.speed_table = ctypes.cast(self._own(cost.speed_table).data_ptr(), _fp)

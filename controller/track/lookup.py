@@ -14,11 +14,13 @@ loop inside the rollouts.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import torch
 from torch import Tensor
+
+from vehicle_models.mathops import TORCH
 
 if TYPE_CHECKING:
     from controller.track.track import Track
@@ -27,16 +29,72 @@ if TYPE_CHECKING:
 class Projection(NamedTuple):
     """Where points lie relative to the track (all of the points' shape)."""
 
-    s: Tensor  #: arc length of the projection, in [0, length) [m]
-    lateral: Tensor  #: signed offset from the centre line, left positive [m]
-    heading: Tensor  #: centre-line tangent angle there [rad]
-    curvature: Tensor  #: d heading / ds there, left turn positive [1/m]
-    width_left: Tensor  #: centre line to left edge there [m]
-    width_right: Tensor  #: centre line to right edge there [m]
+    s: Any  #: arc length of the projection, in [0, length) [m]
+    lateral: Any  #: signed offset from the centre line, left positive [m]
+    heading: Any  #: centre-line tangent angle there [rad]
+    curvature: Any  #: d heading / ds there, left turn positive [1/m]
+    width_left: Any  #: centre line to left edge there [m]
+    width_right: Any  #: centre line to right edge there [m]
 
 
-# Columns of the per-segment table.
-_AX, _AY, _TX, _TY, _S0, _LEN, _HEAD, _DHEAD, _WL, _DWL, _WR, _DWR = range(12)
+class Segment(NamedTuple):
+    """One centre-line segment: a row of the per-segment table, in this column order (the
+    kernel's column enum is generated from these names)."""
+
+    ax: Any  #: start point [m]
+    ay: Any
+    tx: Any  #: unit tangent
+    ty: Any
+    s0: Any  #: arc length at the start [m]
+    inv_len: Any  #: 1 / segment length [1/m]
+    head: Any  #: heading at the start [rad]
+    dhead: Any  #: heading change to the next segment, wrapped [rad]
+    wl: Any  #: left width at the start [m]
+    dwl: Any  #: its change to the next segment [m]
+    wr: Any  #: right width at the start [m]
+    dwr: Any
+
+
+class SegmentFit(NamedTuple):
+    """A point's projection onto one segment's line."""
+
+    lateral: Any  #: signed offset, left positive [m]
+    along: Any  #: distance along the segment from its start [m]
+    frac: Any  #: along / length, clamped to [0, 1]
+    heading: Any  #: heading interpolated there [rad]
+    score: Any  #: |lateral| + branch_penalty (1 - cos(yaw - heading)); the lower fits better
+
+
+def fit_segment(ops: Any, x: Any, y: Any, yaw: Any, seg: Segment, branch_penalty: Any) -> SegmentFit:
+    """Project the point (x, y), driving at yaw, onto one segment's line."""
+    rx, ry = x - seg.ax, y - seg.ay
+    along = rx * seg.tx + ry * seg.ty
+    lateral = seg.tx * ry - seg.ty * rx
+    frac = ops.clip(along * seg.inv_len, 0.0, 1.0)
+    heading = seg.head + frac * seg.dhead
+    return SegmentFit(lateral, along, frac, heading, ops.abs(lateral) + branch_penalty * (1.0 - ops.cos(yaw - heading)))
+
+
+def project_on_branches(
+    ops: Any, x: Any, y: Any, yaw: Any, a: Segment, b: Segment, branch_penalty: Any, length: Any
+) -> Projection:
+    """The projection onto whichever of two segments (one per branch) fits better: the
+    equations of ``TrackLookup.project`` and of the kernel's projection (generated from this
+    function by ``controller/native/codegen.py``)."""
+    fit_a = fit_segment(ops, x, y, yaw, a, branch_penalty)
+    fit_b = fit_segment(ops, x, y, yaw, b, branch_penalty)
+    use_b = fit_b.score < fit_a.score
+    seg = Segment(*(ops.where(use_b, cb, ca) for ca, cb in zip(a, b)))
+    fit = SegmentFit(*(ops.where(use_b, fb, fa) for fa, fb in zip(fit_a, fit_b)))
+    s = seg.s0 + fit.along
+    return Projection(
+        s=s - length * ops.floor(s / length),
+        lateral=fit.lateral,
+        heading=fit.heading,
+        curvature=seg.dhead * seg.inv_len,
+        width_left=seg.wl + fit.frac * seg.dwl,
+        width_right=seg.wr + fit.frac * seg.dwr,
+    )
 
 
 class TrackLookup:
@@ -49,15 +107,12 @@ class TrackLookup:
         seg_len = np.hypot(seg[:, 0], seg[:, 1])
         heading = np.asarray(track.heading, dtype=np.float64)
         wl, wr = np.asarray(track.width_left), np.asarray(track.width_right)
-        table = np.zeros((len(pts), 12))
-        table[:, [_AX, _AY]] = pts
-        table[:, [_TX, _TY]] = seg / seg_len[:, None]
-        table[:, _S0] = track.s
-        table[:, _LEN] = seg_len
-        table[:, _HEAD] = heading
-        table[:, _DHEAD] = np.angle(np.exp(1j * (np.roll(heading, -1) - heading)))
-        table[:, _WL], table[:, _DWL] = wl, np.roll(wl, -1) - wl
-        table[:, _WR], table[:, _DWR] = wr, np.roll(wr, -1) - wr
+        columns = Segment(
+            ax=pts[:, 0], ay=pts[:, 1], tx=seg[:, 0] / seg_len, ty=seg[:, 1] / seg_len, s0=np.asarray(track.s),
+            inv_len=1.0 / seg_len, head=heading, dhead=np.angle(np.exp(1j * (np.roll(heading, -1) - heading))),
+            wl=wl, dwl=np.roll(wl, -1) - wl, wr=wr, dwr=np.roll(wr, -1) - wr,
+        )
+        table = np.stack(columns, axis=-1)  # (num_points, len(Segment._fields)), float64 until here
         self.num_points = len(pts)
         self.length = float(track.length)
         self.spacing = self.length / self.num_points
@@ -74,41 +129,18 @@ class TrackLookup:
     ) -> "TrackLookup":
         return cls(track, dtype, device)
 
-    def _on_segment(self, x: Tensor, y: Tensor, seg: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """(row of the table, lateral, along, fraction clamped to [0, 1]) for segment ``seg``."""
-        row = self.table[seg]
-        rx, ry = x - row[..., _AX], y - row[..., _AY]
-        tx, ty = row[..., _TX], row[..., _TY]
-        along = rx * tx + ry * ty
-        lateral = tx * ry - ty * rx
-        frac = (along / row[..., _LEN]).clamp(0.0, 1.0)
-        return row, lateral, along, frac
+    def _segment(self, index: Tensor) -> Segment:
+        return Segment(*self.table[index].unbind(-1))
 
     def project(self, x: Tensor, y: Tensor, yaw: Tensor | None = None) -> Projection:
         """Project points (any shape; x, y [m], optional yaw [rad] of the same shape)."""
         ix = ((x - self.origin_x) * self.inv_cell).floor().clamp(0, self.nx - 1).long()
         iy = ((y - self.origin_y) * self.inv_cell).floor().clamp(0, self.ny - 1).long()
         cell = ix * self.ny + iy
-        row_a, lat_a, along_a, frac_a = self._on_segment(x, y, self.cell_segments[cell, 0])
-        row_b, lat_b, along_b, frac_b = self._on_segment(x, y, self.cell_segments[cell, 1])
-        head_a = row_a[..., _HEAD] + frac_a * row_a[..., _DHEAD]
-        head_b = row_b[..., _HEAD] + frac_b * row_b[..., _DHEAD]
-        score_a, score_b = lat_a.abs(), lat_b.abs()
-        if yaw is not None:
-            score_a = score_a + self.branch_penalty * (1.0 - torch.cos(yaw - head_a))
-            score_b = score_b + self.branch_penalty * (1.0 - torch.cos(yaw - head_b))
-        use_b = score_b < score_a
-        pick = lambda a, b: torch.where(use_b, b, a)  # noqa: E731
-        frac = pick(frac_a, frac_b)
-        s = pick(row_a[..., _S0] + along_a, row_b[..., _S0] + along_b)
-        s = torch.remainder(s, self.length)
-        return Projection(
-            s=s,
-            lateral=pick(lat_a, lat_b),
-            heading=pick(head_a, head_b),
-            curvature=pick(row_a[..., _DHEAD] / row_a[..., _LEN], row_b[..., _DHEAD] / row_b[..., _LEN]),
-            width_left=pick(row_a[..., _WL], row_b[..., _WL]) + frac * pick(row_a[..., _DWL], row_b[..., _DWL]),
-            width_right=pick(row_a[..., _WR], row_b[..., _WR]) + frac * pick(row_a[..., _DWR], row_b[..., _DWR]),
+        penalty = self.branch_penalty if yaw is not None else 0.0
+        return project_on_branches(
+            TORCH, x, y, x if yaw is None else yaw, self._segment(self.cell_segments[cell, 0]),
+            self._segment(self.cell_segments[cell, 1]), penalty, self.length,
         )
 
     def locate(self, x: float, y: float, yaw: float, vehicle_width: float) -> tuple[float, float, bool]:

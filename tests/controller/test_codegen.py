@@ -116,6 +116,23 @@ def test_the_c_source_does_not_restate_the_action_and_linear_cost_terms() -> Non
     assert "T_EFFORT = N_STATE_TERMS, T_RATE" in codegen.terms_header()
 
 
+def test_the_c_source_does_not_restate_the_projection_the_activations_or_the_correction() -> None:
+    """The track projection and its derivative, the track features, the residual's activations
+    and slopes and its world-frame increment are generated (lookup.py, costs.py, residual.py,
+    semi_parametric.py); the C keeps only the mechanism around them (grid lookup, layers)."""
+    c = source_text().decode()
+    for hand_written in ("branch_penalty *", "wrap_angle", "TWO_PI", "INV_LEN", "stretch", "normal[",
+                         "exp_inline(-", "ACT_SILU)", "1.0f - th * th", "dt * (c *", "output_field[o] == SX"):
+        assert hand_written not in c, hand_written
+    header = codegen.generated_header(7)
+    for generated in ("project_on_branches(", "track_features(", "track_feature_jacobian(", "residual_increment(",
+                      "residual_increment_jacobian(", "activate_lanes(", "activation_slope_lanes(",
+                      *(f"activate_{name}(" for name in ("silu", "relu", "tanh"))):
+        assert f"static inline void {generated}" in header, generated
+    terms = codegen.terms_header()
+    assert "COL_INV_LEN" in terms and "P_WIDTH_RIGHT, N_PROJECTION" in terms and "ACT_SILU, ACT_RELU, ACT_TANH" in terms
+
+
 def _one_sided_speed(ops, f, c):  # a new state residual
     return ops.relu(f.speed_error) + 0.5 * f.lateral
 

@@ -29,11 +29,12 @@ PARAMS = load_params("passenger_car")
 LOW, HIGH = torch.tensor(PARAMS.action_low), torch.tensor(PARAMS.action_high)
 
 
-def make_model(members: int):
+def make_model(members: int, activation: str = "silu"):
     nominal = KinematicBicycle(PARAMS, 0.05)
     if members == 0:
         return nominal
-    residual = ResidualEnsemble(4, len(DEFAULT_OUTPUT_FIELDS), ResidualConfig(hidden=(64, 48), ensemble_size=members), seed=3)
+    config = ResidualConfig(hidden=(64, 48), ensemble_size=members, activation=activation)
+    residual = ResidualEnsemble(4, len(DEFAULT_OUTPUT_FIELDS), config, seed=3)
     with torch.no_grad():
         residual.weights[-1].mul_(20)  # a correction large enough to matter
     return SemiParametricModel(nominal, residual)
@@ -276,17 +277,19 @@ def test_native_ilqr_plans_like_the_torch_ilqr() -> None:
     torch.testing.assert_close(plans[1].actions[:, 1], plans[0].actions[:, 1], rtol=0, atol=1e-3)
 
 
+@pytest.mark.parametrize("activation", ["silu", "relu", "tanh"])
 @pytest.mark.parametrize("members", [1, 5], ids=["semi", "ensemble5"])
-def test_residual_network_alone_equals_the_torch_forward_pass(members: int) -> None:
+def test_residual_network_alone_equals_the_torch_forward_pass(members: int, activation: str) -> None:
+    """Every activation: the kernel's is generated from the CasADi primitive, torch runs its own."""
     from vehicle_models.residual import fused_forward
 
-    model = make_model(members)
+    model = make_model(members, activation)
     native = NativeProblem(model, TrackCost(CostConfig(), load_track("circle"), PARAMS), LOW, HIGH, 2)
     n_in = model.residual.in_dim
     features = torch.randn(37, n_in, generator=torch.Generator().manual_seed(4)) * 3  # 37: a partial block
     rates, spread = torch.empty(37, len(model.output_fields)), torch.empty(37)
     native.residual(features, rates, spread)
-    want = fused_forward(model.fused, "silu", features)
+    want = fused_forward(model.fused, activation, features)
     torch.testing.assert_close(rates, want.mean, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(spread, want.disagreement, rtol=1e-4, atol=1e-5)
 

