@@ -62,14 +62,16 @@ class LogRecord(NamedTuple):
 
 
 def log_files(paths: Paths) -> list[Path]:
-    """The files named, and the .mcap files in named directories, in name (= write) order."""
+    """The files named, and the .mcap files in named directories, in name (= write) order; a
+    directory with none of its own gives those below it (a ladder's ``logs/``, one directory
+    per daemon run), ordered by file name (the names carry their start time)."""
     if isinstance(paths, (str, Path)):
         paths = [paths]
     paths = [Path(p) for p in paths]
     files: list[Path] = []
     for p in paths:
         if p.is_dir():
-            files.extend(sorted(p.glob("*.mcap")))
+            files.extend(sorted(p.glob("*.mcap")) or sorted(p.rglob("*.mcap"), key=lambda f: (f.name, str(f))))
         elif p.exists():
             files.append(p)
         else:

@@ -212,6 +212,20 @@ def test_rotation_by_size_keeps_order_across_files(tmp_path: Path) -> None:
     assert len(transitions(load_steps(tmp_path))) == 2 * 199  # no pair lost at a file boundary
 
 
+def test_a_directory_of_run_directories_gives_every_file_below_it(tmp_path: Path) -> None:
+    """A ladder's logs/ holds one directory per daemon run; naming it reads them all, in write
+    order (the files' names carry their start time), and a directory with files of its own
+    gives only those."""
+    first = write_log(tmp_path / "logs" / "daemon-10", episodes([4])).files
+    time.sleep(0.01)
+    second = write_log(tmp_path / "logs" / "daemon-9", episodes([5])).files
+    assert log_files(tmp_path / "logs") == first + second
+    assert len(load_steps(tmp_path / "logs")) == 9
+    assert log_files(tmp_path / "logs" / "daemon-9") == second
+    with pytest.raises(LogError, match="no .mcap log files"):
+        log_files((tmp_path / "nothing").mkdir() or tmp_path / "nothing")
+
+
 def test_rotation_by_time(tmp_path: Path) -> None:
     log = TransitionLog(tmp_path, flush_s=0.02, rotate_s=0.1)
     for k in range(4):
