@@ -20,6 +20,7 @@ build); ``controller.native.supports`` refuses ``single_track``, whose planners 
 from __future__ import annotations
 
 import math
+from typing import Any, Sequence
 
 import torch
 from torch import Tensor
@@ -87,6 +88,67 @@ class KinematicDynamicState:
         return A, B
 
 
+def single_track_step(
+    ops: Any, p: Any, state: Sequence[Any], action: Sequence[Any], dt: Any, n: int, kinematic_below: Any
+) -> tuple[Any, ...]:
+    """``n`` RK4 sub-steps of the single-track equations, written for the planner's hot path
+    (``SingleTrackNominal``'s step, and the native kernel's, generated from this function).
+
+    The same equations as ``single_track_derivative`` with what is constant over a step hoisted
+    out of the sub-steps: the inputs are limited once, at the step's start (CommonRoad limits
+    them at every evaluation; they differ only when a limit is crossed within the step), so
+    steer and speed move linearly and the normal loads are fixed. Below ``kinematic_below``
+    the tyre terms use that speed, and the step ends on the kinematic yaw rate and slip
+    (CommonRoad's low-speed switch). ``state`` and the result are the seven fields.
+    """
+    px, py, steer, v, yaw, rate, slip = state[:7]
+    steer_rate = constrain_steer_rate(ops, p, steer, action[0])
+    accel = constrain_accel(ops, p, v, action[1])
+    wheelbase = p.l_f + p.l_r
+    load_front = (p.mass / wheelbase) * (GRAVITY * p.l_r - p.cog_height * accel)
+    load_rear = (p.mass / wheelbase) * (GRAVITY * p.l_f + p.cog_height * accel)
+    peak_front, peak_rear = p.mu * load_front, p.mu * load_rear
+    gain_front, gain_rear = p.stiffness_front * peak_front, p.stiffness_rear * peak_rear
+    inv_mass, inv_inertia = 1.0 / p.mass, 1.0 / p.yaw_inertia
+
+    def lateral(steer_now: Any, v_now: Any, rate_now: Any, slip_now: Any) -> tuple[Any, Any]:
+        inv_v = 1.0 / ops.at_least(v_now, kinematic_below)
+        front = ops.clip(gain_front * (steer_now - slip_now - p.l_f * rate_now * inv_v), -peak_front, peak_front)
+        rear = ops.clip(gain_rear * (p.l_r * rate_now * inv_v - slip_now), -peak_rear, peak_rear)
+        return (p.l_f * front - p.l_r * rear) * inv_inertia, (front + rear) * inv_mass * inv_v - rate_now
+
+    def pose_rate(v_now: Any, heading: Any) -> tuple[Any, Any]:
+        return v_now * ops.cos(heading), v_now * ops.sin(heading)
+
+    h = dt / n
+    for _ in range(n):
+        steer_mid, v_mid = steer + (0.5 * h) * steer_rate, v + (0.5 * h) * accel
+        steer_end, v_end = steer + h * steer_rate, v + h * accel
+        ra1, sd1 = lateral(steer, v, rate, slip)
+        x1, y1 = pose_rate(v, yaw + slip)
+        r2, s2, yaw2 = rate + (0.5 * h) * ra1, slip + (0.5 * h) * sd1, yaw + (0.5 * h) * rate
+        ra2, sd2 = lateral(steer_mid, v_mid, r2, s2)
+        x2, y2 = pose_rate(v_mid, yaw2 + s2)
+        r3, s3, yaw3 = rate + (0.5 * h) * ra2, slip + (0.5 * h) * sd2, yaw + (0.5 * h) * r2
+        ra3, sd3 = lateral(steer_mid, v_mid, r3, s3)
+        x3, y3 = pose_rate(v_mid, yaw3 + s3)
+        r4, s4, yaw4 = rate + h * ra3, slip + h * sd3, yaw + h * r3
+        ra4, sd4 = lateral(steer_end, v_end, r4, s4)
+        x4, y4 = pose_rate(v_end, yaw4 + s4)
+        sixth = h / 6.0
+        px = px + sixth * (x1 + 2.0 * (x2 + x3) + x4)
+        py = py + sixth * (y1 + 2.0 * (y2 + y3) + y4)
+        yaw = yaw + sixth * (rate + 2.0 * (r2 + r3) + r4)
+        rate = rate + sixth * (ra1 + 2.0 * (ra2 + ra3) + ra4)
+        slip = slip + sixth * (sd1 + 2.0 * (sd2 + sd3) + sd4)
+        steer, v = steer_end, v_end
+    slow = v < kinematic_below
+    tan_steer = ops.tan(steer)
+    kinematic_slip = ops.atan(tan_steer * (p.l_r / wheelbase))
+    kinematic_rate = v * ops.cos(kinematic_slip) * tan_steer / wheelbase
+    return px, py, steer, v, yaw, ops.where(slow, kinematic_rate, rate), ops.where(slow, kinematic_slip, slip)
+
+
 def limited(params: SingleTrackParams) -> SingleTrackParams:
     """``params`` with the friction-limited linear tyre (the nominal's tyre)."""
     return params.model_copy(update={"tyre": LimitedLinearTyre()})
@@ -138,68 +200,7 @@ class SingleTrackNominal:
     def _advance(
         self, state: tuple[Tensor, ...], action: tuple[Tensor, ...], dt: Tensor | float, n: int
     ) -> tuple[Tensor, ...]:
-        """``n`` RK4 sub-steps of the single-track equations, written for the planner's hot path.
-
-        The same equations as ``derivative`` with what is constant over a step hoisted out of
-        the sub-steps: the inputs are limited once, at the step's start (CommonRoad limits
-        them at every evaluation; they differ only when a limit is crossed within the step),
-        so steer and speed move linearly and the normal loads are fixed. Below
-        ``kinematic_below`` the tyre terms use that speed, and the step ends on the kinematic
-        yaw rate and slip (CommonRoad's low-speed switch).
-        """
-        p = self.params
-        px, py, steer, v, yaw, rate, slip = state[:7]
-        steer_rate = constrain_steer_rate(TORCH, p, steer, action[0])
-        accel = constrain_accel(TORCH, p, v, action[1])
-        wheelbase = p.l_f + p.l_r
-        load_front = (p.mass / wheelbase) * (GRAVITY * p.l_r - p.cog_height * accel)
-        load_rear = (p.mass / wheelbase) * (GRAVITY * p.l_f + p.cog_height * accel)
-        peak_front, peak_rear = p.mu * load_front, p.mu * load_rear
-        gain_front, gain_rear = p.stiffness_front * peak_front, p.stiffness_rear * peak_rear
-        inv_mass, inv_inertia = 1.0 / p.mass, 1.0 / p.yaw_inertia
-        floor = self.kinematic_below
-
-        def lateral(steer_now: Tensor, v_now: Tensor, rate_now: Tensor, slip_now: Tensor) -> tuple[Tensor, Tensor]:
-            inv_v = 1.0 / torch.clamp(v_now, min=floor)
-            front = torch.minimum(torch.maximum(
-                gain_front * (steer_now - slip_now - p.l_f * rate_now * inv_v), -peak_front), peak_front)
-            rear = torch.minimum(torch.maximum(
-                gain_rear * (p.l_r * rate_now * inv_v - slip_now), -peak_rear), peak_rear)
-            return (p.l_f * front - p.l_r * rear) * inv_inertia, (front + rear) * inv_mass * inv_v - rate_now
-
-        def pose_rate(v_now: Tensor, heading: Tensor) -> tuple[Tensor, Tensor]:
-            return v_now * torch.cos(heading), v_now * torch.sin(heading)
-
-        h = dt / n
-        for _ in range(n):
-            steer_mid, v_mid = steer + (0.5 * h) * steer_rate, v + (0.5 * h) * accel
-            steer_end, v_end = steer + h * steer_rate, v + h * accel
-            ra1, sd1 = lateral(steer, v, rate, slip)
-            x1, y1 = pose_rate(v, yaw + slip)
-            r2, s2, yaw2 = rate + (0.5 * h) * ra1, slip + (0.5 * h) * sd1, yaw + (0.5 * h) * rate
-            ra2, sd2 = lateral(steer_mid, v_mid, r2, s2)
-            x2, y2 = pose_rate(v_mid, yaw2 + s2)
-            r3, s3, yaw3 = rate + (0.5 * h) * ra2, slip + (0.5 * h) * sd2, yaw + (0.5 * h) * r2
-            ra3, sd3 = lateral(steer_mid, v_mid, r3, s3)
-            x3, y3 = pose_rate(v_mid, yaw3 + s3)
-            r4, s4, yaw4 = rate + h * ra3, slip + h * sd3, yaw + h * r3
-            ra4, sd4 = lateral(steer_end, v_end, r4, s4)
-            x4, y4 = pose_rate(v_end, yaw4 + s4)
-            sixth = h / 6.0
-            px = px + sixth * (x1 + 2.0 * (x2 + x3) + x4)
-            py = py + sixth * (y1 + 2.0 * (y2 + y3) + y4)
-            yaw = yaw + sixth * (rate + 2.0 * (r2 + r3) + r4)
-            rate = rate + sixth * (ra1 + 2.0 * (ra2 + ra3) + ra4)
-            slip = slip + sixth * (sd1 + 2.0 * (sd2 + sd3) + sd4)
-            steer, v = steer_end, v_end
-        slow = v < floor
-        tan_steer = torch.tan(steer)
-        kinematic_slip = torch.atan(tan_steer * (p.l_r / wheelbase))
-        kinematic_rate = v * torch.cos(kinematic_slip) * tan_steer / wheelbase
-        return (
-            px, py, steer, v, yaw,
-            torch.where(slow, kinematic_rate, rate), torch.where(slow, kinematic_slip, slip),
-        )
+        return single_track_step(TORCH, self.params, state, action, dt, n, self.kinematic_below)
 
     def linearize(self, state: Tensor, action: Tensor) -> tuple[Tensor, Tensor]:
         return linearize_autodiff(self, state, action)

@@ -41,6 +41,10 @@ class TorchOps:
         return torch.nn.functional.silu(x)
 
     @staticmethod
+    def at_least(x: Any, lo: Any) -> Any:
+        return torch.clamp(x, min=lo)
+
+    @staticmethod
     def where(cond: Any, a: Any, b: Any) -> Any:
         return torch.where(cond, a, b)
 
@@ -99,6 +103,10 @@ class CasadiOps:
     def silu(x: Any) -> Any:
         """x sigmoid(x)."""
         return x / (1.0 + ca.exp(-x))
+
+    @staticmethod
+    def at_least(x: Any, lo: Any) -> Any:
+        return ca.fmax(x, lo)
 
     @staticmethod
     def where(cond: Any, a: Any, b: Any) -> Any:
@@ -178,6 +186,10 @@ class ScalarOps:
     @staticmethod
     def silu(x: float) -> float:
         return x / (1.0 + math.exp(-x)) if x > -80.0 else 0.0
+
+    @staticmethod
+    def at_least(x: float, lo: float) -> float:
+        return max(x, lo)
 
     @staticmethod
     def where(cond: bool, a: float, b: float) -> float:

@@ -159,7 +159,7 @@ def constrain_accel(ops: Any, p: Any, v: Any, accel: Any) -> Any:
     """CommonRoad's ``acceleration_constraints``: zero at a speed limit, else clipped to
     [-a_max, a_lim(v)], where the drive limit falls as a_max v_switch / v above v_switch."""
     # max(v, v_switch) in the denominator gives a_max below v_switch and never divides by ~0.
-    drive_limit = (p.accel_max * p.v_switch) / ops.clip(v, p.v_switch, float("inf"))
+    drive_limit = (p.accel_max * p.v_switch) / ops.at_least(v, p.v_switch)
     at_limit = ops.either(
         ops.both(v <= p.speed_min, accel <= 0), ops.both(v >= p.speed_max, accel >= 0)
     )

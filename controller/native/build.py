@@ -95,9 +95,12 @@ def _build_key(cc: str, source: bytes, flags: tuple[str, ...]) -> str:
     return h.hexdigest()[:20]
 
 
-def build(march: str | None = None, force: bool = False, nx: int = 5) -> Path:
-    """Path of the kernel's shared object for ``-march=march`` and ``nx`` state fields,
-    compiling it if not cached.
+def build(
+    march: str | None = None, force: bool = False, nx: int = 5, nominal: str | None = None, substeps: int = 1
+) -> Path:
+    """Path of the kernel's shared object for ``-march=march``, ``nx`` state fields and the
+    nominal model (``codegen.NOMINAL_STATE_DIMS``; default the kinematic one of that size;
+    ``substeps``: the single-track one's RK4 sub-steps per step), compiling it if not cached.
 
     The C is ``rollout.c`` plus the headers ``codegen`` generates from the Python definitions
     (the model's equations, the state cost terms); all are part of the cache key."""
@@ -107,12 +110,17 @@ def build(march: str | None = None, force: bool = False, nx: int = 5) -> Path:
     try:
         from controller.native.codegen import HEADER_NAME, TERMS_HEADER_NAME, generated_header, terms_header
 
-        headers = {HEADER_NAME: generated_header(nx).encode(), TERMS_HEADER_NAME: terms_header().encode()}
+        from controller.native.codegen import default_nominal
+
+        nominal = nominal or default_nominal(nx)
+        headers = {HEADER_NAME: generated_header(nx, nominal, substeps).encode(),
+                   TERMS_HEADER_NAME: terms_header().encode()}
     except Exception as e:  # noqa: BLE001  (any failure to generate means no kernel, not a crash)
         raise NativeUnavailable(f"generating the kernel's equations failed: {e}") from e
     flags = (*COMPILE_FLAGS, f"-march={march}", f"-DNX={nx}")
     key = _build_key(cc, source + b"".join(headers.values()), flags)
-    target = cache_dir() / "native" / f"rollout-{march}-nx{nx}-{key}.so"
+    variant = f"{nominal}{substeps}" if nominal == "single_track" else nominal
+    target = cache_dir() / "native" / f"rollout-{march}-nx{nx}-{variant}-{key}.so"
     if target.exists() and not force:
         return target
     try:
@@ -142,10 +150,10 @@ def build(march: str | None = None, force: bool = False, nx: int = 5) -> Path:
 
 
 @functools.lru_cache(maxsize=None)
-def _load(march: str, nx: int) -> ctypes.CDLL:
+def _load(march: str, nx: int, nominal: str | None, substeps: int) -> ctypes.CDLL:
     import torch  # noqa: F401  (loads torch's libgomp before ours)
 
-    path = build(march, nx=nx)
+    path = build(march, nx=nx, nominal=nominal, substeps=substeps)
     try:
         lib = ctypes.CDLL(str(path))
     except OSError as e:
@@ -156,9 +164,9 @@ def _load(march: str, nx: int) -> ctypes.CDLL:
     return lib
 
 
-def load(march: str | None = None, nx: int = 5) -> ctypes.CDLL:
-    """The loaded kernel for ``-march=march`` (default ``default_march()``) and ``nx`` state
-    fields (5 or 7), built on first use.
+def load(march: str | None = None, nx: int = 5, nominal: str | None = None, substeps: int = 1) -> ctypes.CDLL:
+    """The loaded kernel for ``-march=march`` (default ``default_march()``), ``nx`` state
+    fields (5 or 7) and the nominal model (``build``), built on first use.
     Import torch first: the kernel then shares its OpenMP runtime (the same ``libgomp.so.1``)
     instead of bringing a second thread pool."""
-    return _load(march or default_march(), nx)
+    return _load(march or default_march(), nx, nominal, substeps)

@@ -58,14 +58,25 @@ from vehicle_models.layout import ACTION_DIM, DYNAMIC_STATE_DIM, KINEMATIC_STATE
 from vehicle_models.mathops import CASADI
 from vehicle_models.residual import ACTIVATIONS, activate
 from vehicle_models.semi_parametric import residual_increment
+from vehicle_models.dynamic_nominal import single_track_step
 from vehicle_models.params import BicycleParams
+from vehicle_models.single_track import SingleTrackParams
 
 #: State sizes the kernel is built for (one shared object each, ``-DNX=``): the kinematic
 #: bicycle's five fields, and the dynamic state's seven (``kinematic_dynamic_state``: the
 #: bicycle on the pose, yaw_rate and slip carried).
 STATE_DIMS: tuple[int, ...] = (KINEMATIC_STATE_DIM, DYNAMIC_STATE_DIM)
-#: Entries of ``Problem.vehicle``: BicycleParams' fields, in declaration order.
+#: Entries of ``Problem.vehicle`` for the kinematic nominals: BicycleParams' fields, in
+#: declaration order.
 VEHICLE_PARAMS: tuple[str, ...] = tuple(BicycleParams.model_fields)
+#: ... for the single-track nominal: SingleTrackParams' numeric fields (its tyre is the
+#: friction-limited linear one, written into ``single_track_step``), then the speed below which
+#: its step ends kinematic (``SingleTrackNominal.kinematic_below``).
+SINGLE_TRACK_PARAMS: tuple[str, ...] = (*(f for f in SingleTrackParams.model_fields if f != "tyre"), "kinematic_below")
+#: The nominal models the kernel is generated for (``dynamic_nominal.NOMINALS``), by name: their
+#: state size. One shared object per nominal (and, for the single-track one, per number of RK4
+#: sub-steps in a step).
+NOMINAL_STATE_DIMS: dict[str, int] = {"kinematic": 5, "kinematic_dynamic_state": 7, "single_track": 7}
 #: Room in ``Problem.vehicle`` (a fixed array keeps the struct's layout independent of it).
 MAX_VEHICLE_PARAMS = 24
 HEADER_NAME = "vmpc_generated.h"
@@ -195,13 +206,27 @@ def _check_nx(nx: int) -> None:
         raise CodegenError(f"no kernel for {nx} state fields (built for {STATE_DIMS})")
 
 
-def _kinematic_symbols(nx: int) -> tuple[ca.SX, ca.SX, ca.SX, ca.SX, SimpleNamespace]:
+def nominal_params(nominal: str) -> tuple[str, ...]:
+    """The entries of ``Problem.vehicle`` the nominal's generated step reads, in order."""
+    return SINGLE_TRACK_PARAMS if nominal == "single_track" else VEHICLE_PARAMS
+
+
+def default_nominal(nx: int) -> str:
+    """The kinematic nominal of a state size (5: the bicycle; 7: the bicycle, yaw_rate and slip
+    carried)."""
+    _check_nx(nx)
+    return "kinematic" if nx == KINEMATIC_STATE_DIM else "kinematic_dynamic_state"
+
+
+def _kinematic_symbols(
+    nx: int, names: tuple[str, ...] = VEHICLE_PARAMS
+) -> tuple[ca.SX, ca.SX, ca.SX, ca.SX, SimpleNamespace]:
     _check_nx(nx)
     x = ca.SX.sym("x", nx)
     u = ca.SX.sym("u", ACTION_DIM)
-    theta = ca.SX.sym("vehicle", len(VEHICLE_PARAMS))
+    theta = ca.SX.sym("vehicle", len(names))
     dt = ca.SX.sym("dt")
-    return x, u, theta, dt, SimpleNamespace(**{n: theta[i] for i, n in enumerate(VEHICLE_PARAMS)})
+    return x, u, theta, dt, SimpleNamespace(**{n: theta[i] for i, n in enumerate(names)})
 
 
 #: C for each input of the generated functions: state, action, vehicle parameters, dt.
@@ -372,29 +397,40 @@ def _vehicle_features(nx: int) -> tuple[ca.SX, ca.SX, ca.SX, ca.SX]:
     return x, u, theta, ca.vertcat(*vehicle_features(CASADI, p, x, u, nx))
 
 
-def nominal_step(p: SimpleNamespace, x: ca.SX, u: ca.SX, dt: ca.SX) -> ca.SX:
-    """The kernel's nominal step on ``x`` of 5 or 7 fields: ``kinematic_exact_step`` on the
-    pose (it reads the first five fields), the fields past them carried -- the equations of
-    ``KinematicBicycle`` and ``KinematicDynamicState`` (tests/controller/test_native.py holds
-    the generated step to both)."""
+def nominal_step(
+    p: SimpleNamespace, x: ca.SX, u: ca.SX, dt: ca.SX, nominal: str = "kinematic", substeps: int = 1
+) -> ca.SX:
+    """The kernel's nominal step. The kinematic ones on ``x`` of 5 or 7 fields:
+    ``kinematic_exact_step`` on the pose (it reads the first five fields), the fields past them
+    carried -- the equations of ``KinematicBicycle`` and ``KinematicDynamicState``. The
+    single-track one: ``single_track_step``, ``substeps`` RK4 sub-steps, the equations of
+    ``SingleTrackNominal`` (tests/controller/test_native.py holds the generated steps to each)."""
+    if nominal == "single_track":
+        return ca.vertcat(*single_track_step(CASADI, p, ca.vertsplit(x), ca.vertsplit(u), dt, substeps,
+                                             p.kinematic_below))
     pose = kinematic_exact_step(CASADI, p, x, u, dt)
     return ca.vertcat(pose, x[KINEMATIC_STATE_DIM:]) if x.numel() > KINEMATIC_STATE_DIM else pose
 
 
 @functools.lru_cache(maxsize=None)
-def generated_header(nx: int = KINEMATIC_STATE_DIM) -> str:
-    """C of every generated equation for an ``nx``-field state: ``kinematic_step``,
-    ``kinematic_jacobian``, ``state_residuals``, ``state_residual_jacobian``,
+def generated_header(nx: int = KINEMATIC_STATE_DIM, nominal: str | None = None, substeps: int = 1) -> str:
+    """C of every generated equation for an ``nx``-field state and a nominal model (default
+    the kinematic one of that size; ``substeps``: the single-track one's RK4 sub-steps per
+    step): ``nominal_step``, ``nominal_jacobian``, ``state_residuals``, ``state_residual_jacobian``,
     ``action_residuals``, ``action_residual_jacobian``, ``linear_residuals``,
     ``linear_residual_jacobian``, ``vehicle_features`` and ``vehicle_feature_jacobian`` (a_lat from the yaw_rate field
     when the state carries one: ``costs.lateral_accel``)."""
-    if len(VEHICLE_PARAMS) > MAX_VEHICLE_PARAMS:
-        raise CodegenError(f"{len(VEHICLE_PARAMS)} vehicle parameters, room for {MAX_VEHICLE_PARAMS}")
-    x, u, theta, dt, p = _kinematic_symbols(nx)
-    x_next = nominal_step(p, x, u, dt)
-    step = ca.Function("kinematic_step", [x, u, theta, dt], [x_next])
+    nominal = nominal or default_nominal(nx)
+    if NOMINAL_STATE_DIMS.get(nominal) != nx:
+        raise CodegenError(f"no kernel for the nominal {nominal!r} on {nx} state fields")
+    names = nominal_params(nominal)
+    if len(names) > MAX_VEHICLE_PARAMS:
+        raise CodegenError(f"{len(names)} vehicle parameters, room for {MAX_VEHICLE_PARAMS}")
+    x, u, theta, dt, p = _kinematic_symbols(nx, names)
+    x_next = nominal_step(p, x, u, dt, nominal, substeps)
+    step = ca.Function("nominal_step", [x, u, theta, dt], [x_next])
     jacobian = ca.Function(
-        "kinematic_jacobian", [x, u, theta, dt], [ca.jacobian(x_next, x), ca.jacobian(x_next, u)]
+        "nominal_jacobian", [x, u, theta, dt], [ca.jacobian(x_next, x), ca.jacobian(x_next, u)]
     )
     vx, vu, vtheta, vf = _vehicle_features(nx)
     action_step, action_jacobian = _action_residuals()
@@ -404,14 +440,17 @@ def generated_header(nx: int = KINEMATIC_STATE_DIM) -> str:
     segment = "p->segments[{} * NCOL + {{}}]"
     return "\n\n".join(
         [
-            "/* Generated by controller/native/codegen.py from vehicle_models/kinematic.py"
-            " (kinematic_exact_step). Do not edit. */",
+            "/* Generated by controller/native/codegen.py from the Python definitions named at each"
+            " function. Do not edit. */",
             f"#define GENERATED_NX {nx} /* the state size these equations are for */",
-            "/* x (NX, LANES) -> x_next (NX, LANES): one exact step of the kinematic bicycle on the pose"
-            " (fields past the fifth carried). */",
-            c_function("kinematic_step", step, _INPUTS, ["x_next"], lanes=True),
+            f"#define GENERATED_NOMINAL \"{nominal}\" /* the nominal model (vehicle_models/dynamic_nominal.py,"
+            " NOMINALS) */",
+            "/* x (NX, LANES) -> x_next (NX, LANES): one step of the nominal model"
+            + (f" (single_track_step, {substeps} RK4 sub-steps). */" if nominal == "single_track" else
+               " (kinematic_exact_step on the pose, fields past the fifth carried). */"),
+            c_function("nominal_step", step, _INPUTS, ["x_next"], lanes=True),
             "/* Its Jacobians: A (NX, NX) = d x_next / d x, B (NX, NU) = d x_next / d u, row-major. */",
-            c_function("kinematic_jacobian", jacobian, _INPUTS, ["A", "B"]),
+            c_function("nominal_jacobian", jacobian, _INPUTS, ["A", "B"]),
             "/* x (NX, LANES) and, per lane, the segment of each branch its grid cell names -> the projection"
             " pr (N_PROJECTION, LANES) onto the better fitting one (controller/track/lookup.py,"
             " project_on_branches). */",

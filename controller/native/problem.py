@@ -21,12 +21,12 @@ from controller.native.codegen import (
     COST_CONSTANTS,
     LINEAR_TERMS,
     MAX_VEHICLE_PARAMS,
-    STATE_DIMS,
+    NOMINAL_STATE_DIMS,
     STATE_TERMS,
-    VEHICLE_PARAMS,
+    nominal_params,
     vehicle_terms,
 )
-from vehicle_models.dynamic_nominal import KinematicDynamicState
+from vehicle_models.dynamic_nominal import KinematicDynamicState, SingleTrackNominal
 from vehicle_models.kinematic import KinematicBicycle
 from vehicle_models.semi_parametric import SemiParametricModel
 
@@ -37,9 +37,11 @@ Backend = Literal["auto", "native", "torch"]
 
 MAX_LAYERS, MAX_WIDTH, MAX_FEATURES, MAX_OUTPUTS, MAX_MEMBERS = 6, 256, 16, 8, 16
 NU = 2
-#: The nominal models the kernel runs (exact types), by their state size: the kinematic
-#: bicycle, and the same bicycle on the 7-field dynamic state (yaw_rate and slip carried).
-NATIVE_NOMINALS = {KinematicBicycle: 5, KinematicDynamicState: 7}
+#: The nominal models the kernel runs (exact types), by the name codegen generates them under:
+#: the kinematic bicycle, the same bicycle on the 7-field dynamic state (yaw_rate and slip
+#: carried), and the single-track model with friction-limited linear tyres.
+NATIVE_NOMINALS = {KinematicBicycle: "kinematic", KinematicDynamicState: "kinematic_dynamic_state",
+                   SingleTrackNominal: "single_track"}
 #: Output units the kernel's dense layers compute together (COLUMN_BLOCK in rollout.c).
 COLUMN_BLOCK = 8
 #: Samples per block of the kernel's blocked layouts (LANES in rollout.c).
@@ -160,10 +162,17 @@ def layout_mismatch(kernel: list[FieldLayout], python: list[FieldLayout]) -> str
     return None
 
 
+def kernel_variant(model: Any) -> tuple[int, str, int]:
+    """The kernel a model ``supports`` accepts runs on: (state size, nominal's name, RK4
+    sub-steps per step -- 1 but for the single-track nominal)."""
+    nominal = model.nominal if type(model) is SemiParametricModel else model
+    name = NATIVE_NOMINALS[type(nominal)]
+    return NOMINAL_STATE_DIMS[name], name, getattr(nominal, "substeps", 1)
+
+
 def state_dim(model: Any) -> int:
     """The state size of a model ``supports`` accepts."""
-    nominal = model.nominal if type(model) is SemiParametricModel else model
-    return NATIVE_NOMINALS[type(nominal)]
+    return kernel_variant(model)[0]
 
 
 def supports(model: Any, cost: Any) -> str | None:
@@ -175,14 +184,13 @@ def supports(model: Any, cost: Any) -> str | None:
     nominal = model.nominal if type(model) is SemiParametricModel else model
     if type(nominal) not in NATIVE_NOMINALS:
         return (
-            f"model {type(model).__name__} with nominal {type(nominal).__name__} is not the kinematic "
-            "bicycle or semi-parametric model on it (the kernel runs the nominals 'kinematic' and "
-            "'kinematic_dynamic_state'; 'single_track' runs on torch)"
+            f"model {type(model).__name__} with nominal {type(nominal).__name__} is not a nominal the "
+            f"kernel runs ({', '.join(NATIVE_NOMINALS.values())}) or a semi-parametric model on one"
         )
-    nx = NATIVE_NOMINALS[type(nominal)]
-    if nx not in STATE_DIMS or nominal.state_dim != nx:
-        return f"{nominal.state_dim} state fields (the kernel is built for {STATE_DIMS})"
-    if nominal.integrator != "exact":
+    nx = NOMINAL_STATE_DIMS[NATIVE_NOMINALS[type(nominal)]]
+    if nominal.state_dim != nx:
+        return f"{nominal.state_dim} state fields (the kernel runs this nominal on {nx})"
+    if getattr(nominal, "integrator", "exact") != "exact":
         return f"kinematic integrator {nominal.integrator!r} (the kernel has the exact scheme)"
     if type(cost) is not TrackCost:
         return f"cost {type(cost).__name__} is not a TrackCost"
@@ -291,8 +299,8 @@ class NativeProblem:
             raise ValueError(f"the native kernel cannot run this problem: {reason}")
         from controller.native.build import load
 
-        self.nx = state_dim(model)
-        self.lib = load(nx=self.nx)
+        self.nx, nominal, substeps = kernel_variant(model)
+        self.lib = load(nx=self.nx, nominal=nominal, substeps=substeps)
         self.term_names = cost.term_names
         self.num_terms = len(cost.term_names)
         p = Problem()
@@ -313,8 +321,12 @@ class NativeProblem:
     def _fill_model(self, p: Problem, model: Any) -> None:
         nominal = model.nominal if type(model) is SemiParametricModel else model
         p.dt = nominal.dt
-        # The order the generated equations read them in (codegen.VEHICLE_PARAMS).
-        p.vehicle[: len(VEHICLE_PARAMS)] = [float(getattr(nominal.params, name)) for name in VEHICLE_PARAMS]
+        # The order the generated equations read them in (codegen.VEHICLE_PARAMS, SINGLE_TRACK_PARAMS).
+        names = nominal_params(NATIVE_NOMINALS[type(nominal)])
+        p.vehicle[: len(names)] = [
+            float(getattr(nominal, name) if name == "kinematic_below" else getattr(nominal.params, name))
+            for name in names
+        ]
         p.num_layers = 0
         if type(model) is not SemiParametricModel:
             return

@@ -78,7 +78,7 @@ def test_the_c_source_does_not_restate_the_generated_equations() -> None:
     for name in BicycleParams.model_fields:
         assert not re.search(rf"p->{name}\b", c), f"{SOURCE_NAME} has its own {name}"
     header = codegen.generated_header()
-    assert "static inline void kinematic_step(" in header and "static inline void kinematic_jacobian(" in header
+    assert "static inline void nominal_step(" in header and "static inline void nominal_jacobian(" in header
     assert all(f"p->vehicle[{i}]" in header for i, n in enumerate(codegen.VEHICLE_PARAMS)
                if n in ("wheelbase", "steer_gain", "accel_max"))
     assert math.isfinite(len(header))
@@ -87,7 +87,7 @@ def test_the_c_source_does_not_restate_the_generated_equations() -> None:
 def test_the_seven_field_equations_carry_yaw_rate_and_slip_and_read_a_lat_from_the_yaw_rate() -> None:
     header = codegen.generated_header(7)
     assert "#define GENERATED_NX 7" in header and "#define GENERATED_NX 5" in codegen.generated_header(5)
-    step = header[header.index("void kinematic_step("):header.index("void kinematic_jacobian(")]
+    step = header[header.index("void nominal_step("):header.index("void nominal_jacobian(")]
     for field in (5, 6):  # yaw_rate, slip: read and written unchanged by the nominal step
         read = re.search(rf"(w\d+) = x\[{field}\]\[l\];", step)
         assert read and f"x_next[{field}][l] = {read.group(1)};" in step

@@ -507,25 +507,88 @@ def test_seven_field_native_ilqr_plans_like_the_torch_ilqr() -> None:
     torch.testing.assert_close(plans[1].actions, plans[0].actions, rtol=0, atol=1e-3)  # measured 5e-6
 
 
-def test_the_single_track_nominal_is_refused_with_its_reason() -> None:
+def make_single_track(members: int):
+    """The single-track nominal (friction-limited linear tyres, two RK4 sub-steps per 0.05 s)
+    and, with members, a residual on it reading and correcting the dynamic fields."""
+    from vehicle_models.dynamic_nominal import SingleTrackNominal
+    from vehicle_models.semi_parametric import DYNAMIC_INPUT_FIELDS, DYNAMIC_OUTPUT_FIELDS
+    from vehicle_models.single_track import load_single_track_params
+
+    nominal = SingleTrackNominal(load_single_track_params("passenger_car"), 0.05)
+    if members == 0:
+        return nominal
+    residual = ResidualEnsemble(len(DYNAMIC_INPUT_FIELDS) + 2, len(DYNAMIC_OUTPUT_FIELDS),
+                                ResidualConfig(hidden=(32, 32), ensemble_size=members), seed=6)
+    with torch.no_grad():
+        residual.weights[-1].mul_(5)
+    return SemiParametricModel(nominal, residual, DYNAMIC_INPUT_FIELDS, DYNAMIC_OUTPUT_FIELDS)
+
+
+def single_track_problem(members: int, H: int, K: int, seed: int):
+    """A start at 18 m/s turning in, actions that reach the tyres' limits and the kinematic
+    low-speed branch's neighbourhood, the model and a cost with its friction term."""
+    track = load_track("figure_eight")
+    model = make_single_track(members)
+    cost = TrackCost(CostConfig(weights=CostWeights(progress=1.0, friction=50.0)), track, PARAMS)
+    x0 = start7(track, 18.0, s=35.0)
+    actions = torch.rand(H, K, 2, generator=torch.Generator().manual_seed(seed)) * (HIGH - LOW) + LOW
+    return model, cost, x0, actions
+
+
+@pytest.mark.parametrize("members", [0, 1], ids=["single_track", "single_track+residual"])
+def test_single_track_rollout_states_and_costs_equal_the_torch_path(members: int) -> None:
+    """The kernel's single-track step is generated from ``single_track_step``, the function the
+    torch nominal runs: the same states and costs, tyres saturated in places."""
+    H, K = 25, 40
+    model, cost, x0, actions = single_track_problem(members, H, K, seed=3)
+    states, _ = torch_rollout(model, x0, actions)
+    expected = cost.evaluate(states, actions, torch.zeros(2))
+    native = NativeProblem(model, cost, LOW, HIGH, num_threads=2)
+    assert native.nx == 7
+    got = torch.empty(H + 1, K, 7)
+    costs, terms = torch.empty(K), torch.empty(len(cost.term_names), K)
+    native.rollout(x0, torch.zeros(H, 2), to_blocked(actions), torch.zeros(2), K, None, got, costs, terms)
+    assert float(states[:, :, 6].abs().max()) > 0.05  # it slides: the tyre terms matter
+    torch.testing.assert_close(got, states, rtol=0, atol=2e-3)
+    torch.testing.assert_close(costs, expected.total, rtol=1e-3, atol=1e-2)
+
+
+@pytest.mark.parametrize("members", [0, 1], ids=["single_track", "single_track+residual"])
+def test_single_track_jacobians_equal_autodiff(members: int) -> None:
+    model, cost, x0, actions = single_track_problem(members, 30, 1, seed=4)
+    native = NativeProblem(model, cost, LOW, HIGH, num_threads=1)
+    U = actions[:, 0] * 0.5
+    X = rollout(model, x0, U)
+    A_want, B_want = model.linearize(X[:-1], U)
+    A, B = torch.empty(30, 7, 7), torch.empty(30, 7, 2)
+    native.linearize(X[:-1].contiguous(), U, A, B)
+    torch.testing.assert_close(A, A_want, rtol=1e-3, atol=1e-3)
+    torch.testing.assert_close(B, B_want, rtol=1e-3, atol=1e-3)
+
+
+def test_a_nominal_the_kernel_does_not_know_is_refused_with_its_reason() -> None:
     from controller.native import supports
     from controller.native.problem import native_problem_for
     from vehicle_models.dynamic_nominal import SingleTrackNominal
-    from vehicle_models.single_track import load_single_track_params
+
+    class Tweaked(SingleTrackNominal):  # a subclass may change an equation the kernel does not know
+        pass
 
     cost = TrackCost(CostConfig(), load_track("circle"), PARAMS)
-    assert supports(make_model7(1), cost) is None
-    single_track = SingleTrackNominal(load_single_track_params("passenger_car"), 0.05)
-    reason = supports(single_track, cost) or ""
-    assert "SingleTrackNominal" in reason and "single_track" in reason and "torch" in reason
-    with pytest.raises(ValueError, match="backend 'native' cannot run here.*single_track"):
-        native_problem_for("MPPI", "native", single_track, cost, LOW, HIGH, 1)
+    assert supports(make_model7(1), cost) is None and supports(make_single_track(1), cost) is None
+    tweaked = Tweaked(make_single_track(0).params, 0.05)
+    reason = supports(tweaked, cost) or ""
+    assert "Tweaked" in reason and "single_track" in reason
+    with pytest.raises(ValueError, match="backend 'native' cannot run here.*Tweaked"):
+        native_problem_for("MPPI", "native", tweaked, cost, LOW, HIGH, 1)
 
 
 def test_each_state_size_has_its_own_kernel_and_each_checks_it() -> None:
     five, seven = native_build.load(nx=5), native_build.load(nx=7)
     assert (five.vmpc_nx(), seven.vmpc_nx()) == (5, 7)
     assert native_build.build(nx=5) != native_build.build(nx=7)
+    single_track = native_build.build(nx=7, nominal="single_track", substeps=2)
+    assert single_track != native_build.build(nx=7) and "single_track2" in single_track.name
     from controller.native.problem import declare
 
     with pytest.raises(NativeUnavailable, match="built for 7 state fields, asked for 5"):

@@ -135,7 +135,7 @@ def test_a_residual_on_dynamic_fields_needs_a_dynamic_nominal(tmp_path) -> None:
         load_bundle(path)
 
 
-def test_native_kernel_runs_the_kinematic_dynamic_state_model_and_refuses_single_track() -> None:
+def test_native_kernel_runs_both_dynamic_state_nominals() -> None:
     from controller.costs import TrackCost
     from controller.config import DaemonConfig
     from controller.native import supports
@@ -143,8 +143,7 @@ def test_native_kernel_runs_the_kinematic_dynamic_state_model_and_refuses_single
 
     cost = TrackCost(DaemonConfig().cost, load_track("circle"), PARAMS, torch.float32)
     assert supports(dynamic_bundle("kinematic_dynamic_state").build(DT), cost) is None
-    reason = supports(dynamic_bundle("single_track").build(DT), cost)
-    assert reason is not None and "not the kinematic" in reason and "single_track" in reason
+    assert supports(dynamic_bundle("single_track").build(DT), cost) is None
 
 
 def test_unmeasured_yaw_rate_and_slip_get_the_kinematic_estimate() -> None:

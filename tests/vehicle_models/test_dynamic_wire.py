@@ -1,6 +1,5 @@
 """A dynamic-state bundle over the real wire: a daemon subprocess loads it, plans on the
-7-field native kernel (``kinematic_dynamic_state``) or falls back to torch (``single_track``,
-which the kernel does not run), builds the 7-field state from the wire (estimating what the
+7-field native kernel (``kinematic_dynamic_state``, or ``single_track``'s own build), builds the 7-field state from the wire (estimating what the
 car does not send), compensates the dead time with the same model, and drives the STD car."""
 
 from __future__ import annotations
@@ -46,11 +45,7 @@ def daemon_output(d: DaemonProcess) -> str:
 @pytest.mark.slow
 @pytest.mark.parametrize("nominal", ["kinematic_dynamic_state", "single_track"])
 def test_a_dynamic_bundle_drives_the_std_car_on_a_generated_track(daemon_with, nominal: str) -> None:
-    # The single-track nominal costs several times the kinematic one per step on torch (eager
-    # here; docs/vehicle_models.md has the figures): a smaller planner, and no staleness rule,
-    # keep this a test of the plumbing on a shared CI machine, not of speed.
-    smaller = ["planner.num_samples=128", "planner.horizon=20"] if nominal == "single_track" else []
-    daemon = daemon_with(nominal, "dead_time=0.05", "stale_after_s=60", *smaller)
+    daemon = daemon_with(nominal, "dead_time=0.05", "stale_after_s=60")
     track = load_track(TRACK)
     car = make_true_car("passenger_car", "std", dead_time=0.05)
     x0 = np.zeros(7)
@@ -64,11 +59,9 @@ def test_a_dynamic_bundle_drives_the_std_car_on_a_generated_track(daemon_with, n
     assert summary.mean_speed_mps * 60 * 0.05 > 12.0  # it drove, not stood
     assert summary.max_abs_lateral_m < 1.5
     out = daemon_output(daemon)
-    if nominal == "kinematic_dynamic_state":  # backend auto: the 7-field kernel runs it
-        assert "not the kinematic" not in out and "on the torch backend" not in out
-        assert "ready after" in out and "(backend native)" in out
-    else:  # the kernel refuses the single-track nominal; torch runs
-        assert "not the kinematic" in out and "single_track" in out
+    # backend auto: the kernel runs both nominals
+    assert "on the torch backend" not in out
+    assert "ready after" in out and "(backend native)" in out
 
 
 @pytest.mark.slow
