@@ -43,7 +43,12 @@ class _Strict(BaseModel):
 
 
 class ModelSettings(_Strict):
-    bundle: str | None = Field(None, description="model bundle directory; none: kinematic only")
+    bundle: str | None = Field(None, description="model bundle directory; none: the nominal model below")
+    nominal: Literal["kinematic", "single_track"] = Field(
+        "kinematic",
+        description="without a bundle: the vehicle file's kinematic bicycle, or its single-track model "
+        "(its dynamic: section, friction-limited linear tyres; 7-field state)",
+    )
     model_dir: str | None = Field(
         None, description="directory of bundles; the newest is loaded at start and on reload"
     )

@@ -25,9 +25,12 @@ from controller.track import Track, load_track, start_state
 from vehicle_models.bundle import BundleError, ModelBundle, load_bundle
 from vehicle_models.layout import KINEMATIC_STATE_DIM
 from vehicle_models.params import BicycleParams, load_params
+from vehicle_models.single_track import load_single_track_params
 
 log = logging.getLogger(__name__)
 KINEMATIC_VERSION = "kinematic"
+#: The version of the vehicle file's single-track model (``model.nominal: single_track``).
+SINGLE_TRACK_VERSION = "single_track"
 
 
 @dataclass
@@ -48,10 +51,14 @@ def newest_bundle(model_dir: str | Path) -> Path | None:
 
 def load_model(config: DaemonConfig, path: str | Path | None = None) -> LoadedModel:
     """The bundle at ``path``, else the configured one, else the newest in model_dir, else
-    the kinematic model of the configured vehicle."""
+    the configured vehicle's nominal model (``model.nominal``)."""
     source = path or config.model.bundle
     if source is None and config.model.model_dir:
         source = newest_bundle(config.model.model_dir)
+    if source is None and config.model.nominal == "single_track":
+        prior = ModelBundle(SINGLE_TRACK_VERSION, load_params(config.vehicle), nominal="single_track",
+                            single_track=load_single_track_params(config.vehicle))
+        return LoadedModel(SINGLE_TRACK_VERSION, prior.params, prior, None)
     if source is None:
         return LoadedModel(KINEMATIC_VERSION, load_params(config.vehicle), None, None)
     bundle = load_bundle(source)

@@ -13,8 +13,8 @@ semi-parametric model builds on when it is offered the yaw rate and slip the car
 
 Both are ``Dynamics`` with ``state_dim = DYNAMIC_STATE_DIM`` and the methods the
 semi-parametric model and the planners use (``step``, ``step_fields``, ``step_by``,
-``with_dt``, ``linearize``). The native kernel runs ``kinematic_dynamic_state`` (its 7-field
-build); ``controller.native.supports`` refuses ``single_track``, whose planners run on torch.
+``with_dt``, ``linearize``). The native kernel runs both (7-field builds; the single-track
+step and its Jacobians generated from ``single_track_step``).
 """
 
 from __future__ import annotations
