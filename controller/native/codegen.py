@@ -1,10 +1,14 @@
 """The kernel's model equations, generated from their one Python definition.
 
-As acados does with CasADi: the kinematic step of ``vehicle_models/kinematic.py``
-(``kinematic_exact_step``, the function the torch model and the CasADi twin evaluate) is
-evaluated once more on CasADi symbols, with the vehicle parameters and dt as symbols too, and
-the resulting expression graph -- and its exact Jacobians -- are translated instruction by
-instruction into C (``float`` arithmetic, one assignment per instruction). ``build.py`` writes
+As acados does with CasADi: the nominal model's step -- the kinematic bicycle's
+``kinematic_exact_step`` (``vehicle_models/kinematic.py``) or the single-track model's
+``single_track_step`` (``vehicle_models/dynamic_nominal.py``), the functions the torch models
+and the CasADi twin evaluate -- is evaluated once more on CasADi symbols, with the vehicle
+parameters and dt as symbols too, and the resulting expression graph -- and its exact
+Jacobians -- are translated instruction by instruction into C (``float`` arithmetic, one
+assignment per instruction). So are the residual network's activations and its world-frame
+increment (``vehicle_models/residual.py``, ``semi_parametric.py``), the track projection
+(``controller/track/lookup.py``) and the track features with their Jacobian. ``build.py`` writes
 the result as ``vmpc_generated.h`` beside ``rollout.c``, which includes it; nothing in the C
 source restates the equations. Change the Python function and the next build carries it.
 
