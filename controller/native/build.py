@@ -108,9 +108,13 @@ def build(
     cc = _compiler()
     source = source_text()
     try:
-        from controller.native.codegen import HEADER_NAME, TERMS_HEADER_NAME, generated_header, terms_header
-
-        from controller.native.codegen import default_nominal
+        from controller.native.codegen import (
+            HEADER_NAME,
+            TERMS_HEADER_NAME,
+            default_nominal,
+            generated_header,
+            terms_header,
+        )
 
         nominal = nominal or default_nominal(nx)
         headers = {HEADER_NAME: generated_header(nx, nominal, substeps).encode(),
@@ -160,7 +164,7 @@ def _load(march: str, nx: int, nominal: str | None, substeps: int) -> ctypes.CDL
         raise NativeUnavailable(f"cannot load {path}: {e}") from e
     from controller.native.problem import declare
 
-    declare(lib, nx)
+    declare(lib, nx, nominal)
     return lib
 
 

@@ -66,10 +66,6 @@ from vehicle_models.dynamic_nominal import single_track_step
 from vehicle_models.params import BicycleParams
 from vehicle_models.single_track import SingleTrackParams
 
-#: State sizes the kernel is built for (one shared object each, ``-DNX=``): the kinematic
-#: bicycle's five fields, and the dynamic state's seven (``kinematic_dynamic_state``: the
-#: bicycle on the pose, yaw_rate and slip carried).
-STATE_DIMS: tuple[int, ...] = (KINEMATIC_STATE_DIM, DYNAMIC_STATE_DIM)
 #: Entries of ``Problem.vehicle`` for the kinematic nominals: BicycleParams' fields, in
 #: declaration order.
 VEHICLE_PARAMS: tuple[str, ...] = tuple(BicycleParams.model_fields)
@@ -80,7 +76,12 @@ SINGLE_TRACK_PARAMS: tuple[str, ...] = (*(f for f in SingleTrackParams.model_fie
 #: The nominal models the kernel is generated for (``dynamic_nominal.NOMINALS``), by name: their
 #: state size. One shared object per nominal (and, for the single-track one, per number of RK4
 #: sub-steps in a step).
-NOMINAL_STATE_DIMS: dict[str, int] = {"kinematic": 5, "kinematic_dynamic_state": 7, "single_track": 7}
+NOMINAL_STATE_DIMS: dict[str, int] = {
+    "kinematic": KINEMATIC_STATE_DIM, "kinematic_dynamic_state": DYNAMIC_STATE_DIM, "single_track": DYNAMIC_STATE_DIM,
+}
+#: State sizes the kernel is built for (``-DNX=``): the kinematic bicycle's five fields, and
+#: the dynamic state's seven (x, y, steer, v, yaw, yaw_rate, slip).
+STATE_DIMS: tuple[int, ...] = tuple(sorted(set(NOMINAL_STATE_DIMS.values())))
 #: Room in ``Problem.vehicle`` (a fixed array keeps the struct's layout independent of it).
 MAX_VEHICLE_PARAMS = 24
 HEADER_NAME = "vmpc_generated.h"
@@ -222,7 +223,7 @@ def default_nominal(nx: int) -> str:
     return "kinematic" if nx == KINEMATIC_STATE_DIM else "kinematic_dynamic_state"
 
 
-def _kinematic_symbols(
+def _model_symbols(
     nx: int, names: tuple[str, ...] = VEHICLE_PARAMS
 ) -> tuple[ca.SX, ca.SX, ca.SX, ca.SX, SimpleNamespace]:
     _check_nx(nx)
@@ -397,7 +398,7 @@ def vehicle_terms() -> tuple[str, ...]:
 
 
 def _vehicle_features(nx: int) -> tuple[ca.SX, ca.SX, ca.SX, ca.SX]:
-    x, u, theta, _, p = _kinematic_symbols(nx)
+    x, u, theta, _, p = _model_symbols(nx)
     return x, u, theta, ca.vertcat(*vehicle_features(CASADI, p, x, u, nx))
 
 
@@ -430,7 +431,7 @@ def generated_header(nx: int = KINEMATIC_STATE_DIM, nominal: str | None = None, 
     names = nominal_params(nominal)
     if len(names) > MAX_VEHICLE_PARAMS:
         raise CodegenError(f"{len(names)} vehicle parameters, room for {MAX_VEHICLE_PARAMS}")
-    x, u, theta, dt, p = _kinematic_symbols(nx, names)
+    x, u, theta, dt, p = _model_symbols(nx, names)
     x_next = nominal_step(p, x, u, dt, nominal, substeps)
     step = ca.Function("nominal_step", [x, u, theta, dt], [x_next])
     jacobian = ca.Function(

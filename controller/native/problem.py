@@ -23,6 +23,7 @@ from controller.native.codegen import (
     MAX_VEHICLE_PARAMS,
     NOMINAL_STATE_DIMS,
     STATE_TERMS,
+    default_nominal,
     nominal_params,
     vehicle_terms,
 )
@@ -83,13 +84,15 @@ class Problem(ctypes.Structure):
     ]
 
 
-def declare(lib: ctypes.CDLL, nx: int) -> None:
+def declare(lib: ctypes.CDLL, nx: int, nominal: str | None = None) -> None:
     """Argument types of the kernel's entry points; checks the struct layout matches and the
-    kernel was built for ``nx`` state fields."""
+    kernel was built for ``nx`` state fields and the nominal model (default the kinematic one
+    of that size): ``Problem.vehicle`` holds that nominal's parameters."""
     P = ctypes.POINTER(Problem)
     lib.vmpc_problem_size.restype = ctypes.c_int
     lib.vmpc_lanes.restype = ctypes.c_int
     lib.vmpc_nx.restype = ctypes.c_int
+    lib.vmpc_nominal.restype = ctypes.c_char_p
     lib.vmpc_rollout.argtypes = [P, ctypes.c_int, ctypes.c_int] + [ctypes.c_void_p] * 8
     lib.vmpc_rollout.restype = ctypes.c_int
     lib.vmpc_mppi_iteration.argtypes = (
@@ -115,6 +118,9 @@ def declare(lib: ctypes.CDLL, nx: int) -> None:
         raise NativeUnavailable(f"kernel blocks {lib.vmpc_lanes()} samples, Python {LANES}")
     if lib.vmpc_nx() != nx:
         raise NativeUnavailable(f"kernel built for {lib.vmpc_nx()} state fields, asked for {nx}")
+    built_for, wanted = lib.vmpc_nominal().decode(), nominal or default_nominal(nx)
+    if built_for != wanted:
+        raise NativeUnavailable(f"kernel built for the nominal {built_for!r}, asked for {wanted!r}")
     mismatch = layout_mismatch(kernel_layout(lib), python_layout(Problem))
     if mismatch:
         raise NativeUnavailable(f"the kernel's Problem struct differs from problem.py's: {mismatch}")

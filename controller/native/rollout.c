@@ -861,3 +861,6 @@ int vmpc_lanes(void) { return LANES; }
 
 /* NX, the state size this object was built for. */
 int vmpc_nx(void) { return NX; }
+
+/* The nominal model the generated step is (codegen.NOMINAL_STATE_DIMS), checked at load. */
+const char *vmpc_nominal(void) { return GENERATED_NOMINAL; }

@@ -593,3 +593,7 @@ def test_each_state_size_has_its_own_kernel_and_each_checks_it() -> None:
 
     with pytest.raises(NativeUnavailable, match="built for 7 state fields, asked for 5"):
         declare(seven, 5)
+    # Problem.vehicle holds the nominal's own parameters: a kernel of another nominal is refused
+    with pytest.raises(NativeUnavailable, match="built for the nominal 'kinematic_dynamic_state', asked for 'single_track'"):
+        declare(seven, 7, "single_track")
+    assert native_build.load(nx=7, nominal="single_track", substeps=2).vmpc_nominal() == b"single_track"
