@@ -220,6 +220,12 @@ class ILQR:
         last = last.to(self.dtype)
         U = torch.zeros(self.horizon, self.nu, dtype=self.dtype) if warm_start is None else warm_start
         U = torch.clamp(U.to(self.dtype), self.low, self.high)
+        if self.mu > cfg.mu_max:
+            # The last solve gave up with the regulariser beyond mu_max. Carried over, it would
+            # make every later solve give up too: a backward pass at mu of 1e6 or more loses
+            # positive definiteness to rounding, the loop raises mu again, and the car keeps
+            # the plan it had (measured: frozen at (-0.005, -3.28) for 4 s, off the track).
+            self.mu, self._delta = cfg.mu_init, 1.0
         # With zero gains and step lengths the closed-loop rollout is the open-loop one.
         unused_bar = x0.expand(self.horizon + 1, -1)
         X, _, totals, terms = self._forward(

@@ -176,3 +176,16 @@ def test_rejects_disagreement_costs_and_mismatched_steps() -> None:
     cost.uses_disagreement = True
     with pytest.raises(ValueError, match="disagreement"):
         ILQR(ILQRConfig(horizon=H, dt=DT, compile=False), model, cost, (-1, -1), (1, 1))
+
+
+
+def test_a_solve_that_gave_up_does_not_disable_the_next_one() -> None:
+    """A regulariser left beyond mu_max by a failed solve is reset: the next call takes a full
+    Newton step (one iteration solves an LQ problem) instead of a step shrunk to nothing."""
+    model, cost, planner = _problem()
+    config = planner.config.model_copy(update={"max_iterations": 1})
+    one_step = ILQR(config, model, cost, (-1e3, -1e3), (1e3, 1e3), dtype=torch.float64)
+    x0 = torch.tensor([3.0, -2.0, 0.5, 1.0], dtype=torch.float64)
+    optimum = planner.plan(x0).cost
+    one_step.set_solver_state((1e3 * config.mu_max, 1e3))
+    assert one_step.plan(x0).cost == pytest.approx(optimum, rel=1e-9)
