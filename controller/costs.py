@@ -43,6 +43,7 @@ from torch import Tensor
 
 from controller.track import Track, speed_profile
 from controller.track.lookup import Projection
+from controller.track.racing_line import min_curvature_line
 from controller.track.reference_lap import reference_lap
 from controller.traction import GRAVITY
 from vehicle_models.angles import wrap_angle_with
@@ -95,6 +96,14 @@ class CostConfig(BaseModel):
     )
     brake_max: float | None = Field(
         None, gt=0, description="reference_lap: braking capped at this [m/s^2] (null: pace mu g and a_max)"
+    )
+    line: Literal["centre", "min_curvature"] = Field(
+        "centre",
+        description="the line the planner tracks and the speed reference follows: the track's "
+        "centre line, or its minimum-curvature racing line (controller/track/racing_line.py)",
+    )
+    line_clearance: float = Field(
+        0.5, ge=0, description="min_curvature: room kept between the car's side and each edge [m]"
     )
     boundary_margin: float = Field(0.3, ge=0, description="clearance kept to the edge [m]")
     terminal_weight: float = Field(5.0, ge=1, description="multiplier of state terms at t=H")
@@ -381,6 +390,9 @@ class TrackCost:
         device: torch.device | str = "cpu",
     ):
         self.config = config
+        if config.line == "min_curvature":
+            # The cost measures everything from the line; its widths reach the same edges.
+            track = min_curvature_line(track, 0.5 * params.width + config.line_clearance)
         self.track = track
         self.length = float(track.length)
         self.lookup = track.lookup(dtype=dtype, device=device)
