@@ -55,7 +55,7 @@ from sim.__main__ import free_port, stop_process  # noqa: E402
 from sim.cars import reference_lap_for  # noqa: E402
 from sim.remote import ControllerClient, DaemonUnavailable  # noqa: E402
 from tools.sysid.ladder import (  # noqa: E402
-    LadderSettings, drive, reference_time, rung_rows, run_ladder, table,
+    LadderSettings, drive, flying_start, reference_time, rung_rows, run_ladder, table,
 )
 from vehicle_models.params import load_params  # noqa: E402
 
@@ -106,11 +106,13 @@ def daemon(
         stop_process(proc)
 
 
-def drive_lap(endpoint: str, track: Track, args: argparse.Namespace) -> dict[str, Any]:
-    """One episode (tools/sysid/ladder.py's drive, which counts spins and off-track steps)."""
+def drive_lap(endpoint: str, track: Track, args: argparse.Namespace, overrides: list[str]) -> dict[str, Any]:
+    """One episode (tools/sysid/ladder.py's drive, which counts spins and off-track steps); with
+    ``--flying`` from the daemon's own line and speed reference (its config and ``overrides``)."""
     settings = LadderSettings(track=track.name, car=args.car, vehicle=args.vehicle, true_car=tuple(args.true),
                               laps=args.laps, speed=args.speed, period=args.period)
-    return drive(endpoint, track, settings, None if args.quiet else (lambda line: print(line, flush=True)))
+    start = flying_start(track, str(args.config) if args.config else None, overrides) if args.flying else None
+    return drive(endpoint, track, settings, None if args.quiet else (lambda line: print(line, flush=True)), start)
 
 
 def ladder_records(path: Path, track: Track, planner: str, args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -120,7 +122,7 @@ def ladder_records(path: Path, track: Track, planner: str, args: argparse.Namesp
         config=str(args.config) if args.config else None, overrides=tuple(args.set), true_car=tuple(args.true),
         pace=args.pace or LadderSettings.pace, step=args.step, rungs=args.rungs, laps=args.laps,
         speed=args.speed, period=args.period, retries=args.retries, residual=not args.no_residual,
-        top_speed=args.top_speed, speed_step=args.speed_step,
+        top_speed=args.top_speed, speed_step=args.speed_step, flying=args.flying,
     )
     work = args.out / f"ladder-{track.name}-{planner}"
     rungs = run_ladder(work, settings, (lambda line: None) if args.quiet else (lambda line: print(line, flush=True)))
@@ -142,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pace", type=float, default=None,
                    help="speed reference: the reference lap at this share of mu g (with --ladder: rung 0's)")
     p.add_argument("--config", type=Path, help="daemon config file (e.g. configs/race.yaml)")
+    p.add_argument("--flying", action="store_true",
+                   help="a flying lap: start on the daemon's line at its speed reference (default: --speed on the centre line)")
     p.add_argument("--laps", type=float, default=1.0, help="stretch driven per record [laps]")
     p.add_argument("--period", type=float, default=0.05)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="daemon config override")
@@ -182,13 +186,14 @@ def main(argv: list[str] | None = None) -> int:
                 records += ladder_records(path, track, planner, args)
                 continue
             started = time.perf_counter()
-            with daemon(str(path), planner, [*target, *args.set], args.out / f"{track.name}-{planner}.log",
+            overrides = [*target, *args.set]
+            with daemon(str(path), planner, overrides, args.out / f"{track.name}-{planner}.log",
                         args.config) as endpoint:
-                measured = drive_lap(endpoint, track, args)
+                measured = drive_lap(endpoint, track, args, overrides)
             lap_time = measured["lap_time_s"]
             record = {
                 "track": track.name, "planner": planner, "rung": 0, "pace": args.pace, "car": args.car,
-                "start_speed": args.speed, "config": str(args.config or "defaults"), "laps": args.laps,
+                "start_speed": "flying" if args.flying else args.speed, "config": str(args.config or "defaults"), "laps": args.laps,
                 "ref_lap_s": reference,
                 "ratio": None if lap_time is None else lap_time / reference,
                 **measured,

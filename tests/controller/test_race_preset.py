@@ -30,18 +30,19 @@ def test_race_preset_asks_no_more_than_its_guard_lets_through() -> None:
     assert cost.drive_max is not None and cost.drive_max <= traction.drive_max
 
 
-def test_model_nominal_single_track_races_the_vehicle_files_single_track_model_natively() -> None:
-    """No bundle, ``model.nominal: single_track``: the daemon plans on the vehicle file's
-    single-track model (its dynamic: section, 7 fields) on the native kernel."""
+def test_the_race_preset_races_the_vehicle_files_single_track_model_natively() -> None:
+    """No bundle, ``model.nominal: single_track`` (the preset's): the daemon plans on the vehicle
+    file's single-track model (its dynamic: section, 7 fields) on the native kernel."""
     from controller.runtime import SINGLE_TRACK_VERSION, build_planner_for, load_model
     from controller.track import load_track
     from vehicle_models.single_track import load_single_track_params
 
-    config = load_config("configs/race.yaml", ["model.nominal=single_track", "track=circle"])
+    config = load_config(RACE, ["track=circle"])
     model = load_model(config)
     assert model.version == SINGLE_TRACK_VERSION and model.bundle is not None
     assert model.bundle.nominal == "single_track" and model.bundle.state_dim == 7
     assert model.bundle.single_track == load_single_track_params(config.vehicle)
     planner, dynamics = build_planner_for(config, model, load_track("circle"))
     assert type(dynamics).__name__ == "SingleTrackNominal" and planner.backend == "native"
-    assert load_model(load_config("configs/race.yaml", [])).bundle is None  # the default stays kinematic
+    assert config.cost.line == "min_curvature"
+    assert load_model(load_config(DEFAULT_CONFIG)).bundle is None  # the daemon's default stays kinematic

@@ -38,7 +38,8 @@ pace that gains nothing is not worth its risk), at ``--max-pace`` or after ``--r
 
 Lap times are over the driven stretch; ``ref_lap_s`` is the friction-limited reference lap's time
 over the same stretch (controller/track/reference_lap.py), ``ratio`` = lap_time_s / ref_lap_s.
-The reference lap is flying; a drive starts at ``--speed``, which costs it a little on a partial lap.
+The reference lap is flying; a drive starts at ``--speed`` on the centre line, which costs it 2-3 s,
+or with ``--flying`` on the planner's line at its speed reference: a flying lap.
 """
 
 from __future__ import annotations
@@ -56,6 +57,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from controller.config import load_config
+from controller.costs import TrackCost
 from controller.protocol_client import DaemonUnavailable
 from controller.track import Track, load_track
 from controller.track.reference_lap import ReferenceLap
@@ -99,6 +102,7 @@ class LadderSettings:
     rungs: int = 7  #: at most this many rungs, rung 0 included
     laps: float = 0.3  #: the stretch each rung drives
     speed: float = 10.0  #: start speed [m/s]
+    flying: bool = False  #: start on the planner's line at its speed reference instead (a flying lap)
     period: float = 0.05
     epochs: int = 300
     seed: int = 0
@@ -156,12 +160,33 @@ def reference_time(lap: ReferenceLap, track: Track, laps: float) -> float:
     return whole * lap.time_s + float(segment.sum())
 
 
-def drive(endpoint: str, track: Track, s: LadderSettings, log: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Drive ``s.laps`` of the true car from the start line; the safety and lap measures, and
-    the daemon's stats (solve times, reloads, model) after the drive."""
+def speed_overrides(pace: float, top_speed: float) -> tuple[str, ...]:
+    """The daemon overrides of a rung's speed reference: the reference lap at ``pace``, capped."""
+    return ("cost.speed_reference=reference_lap", f"cost.pace={pace:.4f}", f"cost.target_speed={top_speed:.3f}")
+
+
+def flying_start(track: Track, config: str | None, overrides: Sequence[str] = ()) -> np.ndarray:
+    """The start of a flying lap for a daemon run with ``config`` and ``overrides``: on its
+    planner's line (``cost.line``) at the start line, at its speed reference there. The reference
+    lap is flying; a drive from a standing start loses 2-3 s of it."""
+    daemon_config = load_config(config, list(overrides))
+    cost = TrackCost(daemon_config.cost, track, load_params(daemon_config.vehicle), torch.float64)
+    return start_state(cost.track, float(cost.speed_table[0])).numpy()
+
+
+def drive(
+    endpoint: str,
+    track: Track,
+    s: LadderSettings,
+    log: Callable[[str], None] | None = None,
+    start: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """Drive ``s.laps`` of the true car from the start line (at ``s.speed`` on the centre line,
+    or from ``start``, a pose and speed); the safety and lap measures, and the daemon's stats
+    (solve times, reloads, model) after the drive."""
     car = make_true_car(s.vehicle, s.car, s.true_car)
     x0 = np.zeros(7)
-    x0[:5] = start_state(track, s.speed).numpy()
+    x0[:5] = start_state(track, s.speed).numpy() if start is None else start[:5]
     lookup = track.lookup(torch.float64)
     watch = {"offtrack": 0, "spins": 0, "slipping": False, "max_slip": 0.0, "tenth": 0}
     total = s.laps * track.length
@@ -261,8 +286,7 @@ class Ladder:
         self.daemon_logs = self.logs / f"daemon-{self.daemons}"
         s = self.s
         overrides = (
-            f"model.model_dir={self.models}", f"model.bundle={bundle}",
-            "cost.speed_reference=reference_lap", f"cost.pace={pace:.4f}", f"cost.target_speed={top_speed:.3f}",
+            f"model.model_dir={self.models}", f"model.bundle={bundle}", *speed_overrides(pace, top_speed),
             *s.overrides,
         )
         extra = ["--planner", s.planner, *(["--config", str(s.config)] if s.config else [])]
@@ -298,7 +322,10 @@ class Ladder:
         started = time.perf_counter()
         self.log(f"rung {rung.rung} ({rung.kind}): pace {rung.pace:.2f}, top speed {rung.top_speed:.1f} m/s, "
                  f"model {rung.model}")
-        measured = drive(self.endpoint, self.track, self.s, self.log)
+        start = None
+        if self.s.flying:
+            start = flying_start(self.track, self.s.config, (*speed_overrides(rung.pace, rung.top_speed), *self.s.overrides))
+        measured = drive(self.endpoint, self.track, self.s, self.log, start)
         for key in ("completed", "end_reason", "lap_time_s", "offtrack_steps", "spins", "max_abs_lateral_m",
                     "max_abs_slip_rad", "mean_speed_mps", "solve_p50_ms", "solve_p99_ms", "recoveries", "reloads"):
             setattr(rung, key, measured[key])
@@ -473,6 +500,8 @@ def add_ladder_args(p: argparse.ArgumentParser, track_default: str | None = None
     p.add_argument("--rungs", type=int, default=d.rungs, help="at most this many rungs (rung 0 included)")
     p.add_argument("--laps", type=float, default=d.laps, help="stretch each rung drives [laps]")
     p.add_argument("--speed", type=float, default=d.speed, help="start speed [m/s]")
+    p.add_argument("--flying", action="store_true",
+                   help="start each drive on the planner's line at its speed reference (a flying lap)")
     p.add_argument("--epochs", type=int, default=d.epochs, help="residual training epochs per refit")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--no-residual", action="store_true", help="refit kinematic parameters and dead time only")
@@ -496,7 +525,7 @@ def settings_from(args: argparse.Namespace) -> LadderSettings:
     return LadderSettings(
         track=args.track, planner=args.planner, car=args.car, vehicle=args.vehicle, config=args.config,
         overrides=tuple(args.set), true_car=tuple(args.true), pace=args.pace, step=args.step,
-        max_pace=args.max_pace, top_speed=args.top_speed, speed_step=args.speed_step, rungs=args.rungs, laps=args.laps, speed=args.speed, epochs=args.epochs,
+        max_pace=args.max_pace, top_speed=args.top_speed, speed_step=args.speed_step, rungs=args.rungs, laps=args.laps, speed=args.speed, flying=args.flying, epochs=args.epochs,
         seed=args.seed, residual=not args.no_residual, nominal=args.nominal or LadderSettings.nominal,
         tolerance=args.tolerance, min_gain=args.min_gain,
         retries=args.retries, model=args.model, data=tuple(args.data),
