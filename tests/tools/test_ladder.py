@@ -26,11 +26,13 @@ from tools.sysid.ladder import (
     LadderSettings,
     Rung,
     best_accepted,
+    flying_start,
     model_gate,
     reference_time,
     rung_rows,
     run_ladder,
     safety_failure,
+    speed_overrides,
     table,
 )
 from vehicle_models.params import load_params
@@ -59,6 +61,21 @@ def test_reference_time_of_a_partial_lap_on_a_circle_is_its_share() -> None:
     assert reference_time(lap, track, 1.0) == pytest.approx(lap.time_s)
     assert reference_time(lap, track, 0.5) == pytest.approx(0.5 * lap.time_s, rel=0.01)
     assert reference_time(lap, track, 1.5) == pytest.approx(1.5 * lap.time_s, rel=0.01)
+
+
+def test_a_flying_start_is_on_the_daemons_line_at_its_speed_reference() -> None:
+    """--flying: the drive starts where the daemon's cost says the car should be, at speed."""
+    from controller.config import load_config
+    from controller.track import random_circuit
+    from vehicle_models.layout import State
+
+    track = random_circuit(3)
+    overrides = (*speed_overrides(0.7, 40.0), "cost.line=min_curvature")
+    x0 = flying_start(track, None, overrides)
+    cost = TrackCost(load_config(None, list(overrides)).cost, track, load_params("passenger_car"), torch.float64)
+    assert (x0[State.X], x0[State.Y]) == pytest.approx(tuple(cost.track.points[0]), abs=1e-9)
+    assert x0[State.V] == pytest.approx(float(cost.speed_table[0])) and x0[State.V] > 10.0
+    assert abs(x0[State.Y] - track.points[0][1]) + abs(x0[State.X] - track.points[0][0]) > 0.1  # off the centre
 
 
 def test_safety_gate_fails_on_a_spin_an_offtrack_step_or_an_unfinished_drive() -> None:
