@@ -28,6 +28,7 @@ from tools.sysid.ladder import (
     best_accepted,
     flying_start,
     model_gate,
+    nominal_bundle,
     reference_time,
     rung_rows,
     run_ladder,
@@ -76,6 +77,15 @@ def test_a_flying_start_is_on_the_daemons_line_at_its_speed_reference() -> None:
     assert (x0[State.X], x0[State.Y]) == pytest.approx(tuple(cost.track.points[0]), abs=1e-9)
     assert x0[State.V] == pytest.approx(float(cost.speed_table[0])) and x0[State.V] > 10.0
     assert abs(x0[State.Y] - track.points[0][1]) + abs(x0[State.X] - track.points[0][0]) > 0.1  # off the centre
+
+
+def test_rung_0_drives_the_nominal_model_of_the_refits_core() -> None:
+    """With --nominal single_track rung 0 is the vehicle's single-track model (what the race
+    preset's model.nominal drives), not the kinematic bicycle that spun at its pace."""
+    single = nominal_bundle(LadderSettings(track="circle", nominal="single_track"))
+    assert single.version == NOMINAL and single.nominal == "single_track" and single.state_dim == 7
+    kinematic = nominal_bundle(LadderSettings(track="circle"))
+    assert kinematic.version == NOMINAL and kinematic.nominal == "kinematic" and kinematic.state_dim == 5
 
 
 def test_safety_gate_fails_on_a_spin_an_offtrack_step_or_an_unfinished_drive() -> None:

@@ -75,8 +75,9 @@ from vehicle_models.bundle import BundleError, ModelBundle, load_bundle, save_bu
 from vehicle_models.dynamic_nominal import NOMINALS
 from vehicle_models.layout import DYNAMIC_STATE_DIM, KINEMATIC_STATE_DIM, State
 from vehicle_models.params import load_params
+from vehicle_models.single_track import load_single_track_params
 
-NOMINAL = "nominal"  #: the kinematic model of the vehicle, saved as a bundle so a rollback can reload it
+NOMINAL = "nominal"  #: the vehicle's nominal model (``nominal_bundle``), saved so a rollback can reload it
 COLUMNS = (
     ("rung", "{}"), ("kind", "{}"), ("pace", "{:.2f}"), ("top_speed", "{:.1f}"), ("model", "{}"), ("lap_time_s", "{:.1f}"),
     ("ref_lap_s", "{:.1f}"), ("ratio", "{:.2f}"), ("offtrack_steps", "{}"), ("spins", "{}"),
@@ -149,6 +150,16 @@ class Rung:
     @property
     def accepted(self) -> bool:
         return self.status == "accepted"
+
+
+def nominal_bundle(s: LadderSettings) -> ModelBundle:
+    """Rung 0's model, the one a rollback returns to: the vehicle's single-track model when the
+    refits' core is ``single_track`` (what ``model.nominal: single_track`` drives), else its
+    kinematic bicycle."""
+    params = load_params(s.vehicle)
+    if s.nominal == "single_track":
+        return ModelBundle(NOMINAL, params, nominal="single_track", single_track=load_single_track_params(s.vehicle))
+    return ModelBundle(NOMINAL, params)
 
 
 def reference_time(lap: ReferenceLap, track: Track, laps: float) -> float:
@@ -380,7 +391,7 @@ class Ladder:
     # -- the ladder --------------------------------------------------------------------------
     def run(self) -> list[Rung]:
         s = self.s
-        nominal = save_bundle(ModelBundle(NOMINAL, load_params(s.vehicle)), self.models / NOMINAL, overwrite=True)
+        nominal = save_bundle(nominal_bundle(s), self.models / NOMINAL, overwrite=True)
         pace, bundle, model = s.pace, nominal, NOMINAL
         if s.model is not None:  # copied among the ladder's models: the daemon reloads only from there
             start = load_bundle(s.model)
