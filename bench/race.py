@@ -1,13 +1,15 @@
 """Race pace on real tracks: the daemon drives the simulator's car per (track, planner[, rung]).
 
     python bench/race.py [--json out.json] [--tracks Monza,Spa] [--planners mppi,ilqr]
-        [--car std] [--speed 10] [--pace 0.6] [--laps 1] [--set cost.target_speed=12 ...]
+        [--car std] [--speed 10 | --flying] [--pace 0.6] [--laps 1] [--set cost.target_speed=12 ...]
+    python bench/race.py --config configs/race.yaml --planners ilqr --flying --json race.json
     python bench/race.py --ladder [--rungs 7] [--pace 0.4] [--step 0.1] --tracks Zandvoort --laps 0.3
 
 For every track (TUM CSV in ../shared/tracks, or $VEHICLE_MPC_SHARED/tracks) and planner it
 starts ``python -m controller`` at its defaults (plus ``--config``, ``--set``) on a free loopback
 port, drives the true car (``--car``, default the drift model STD) from the start line in
-lockstep, and records, one per (track, planner, rung):
+lockstep (``--flying``: from the daemon's own line at its speed reference, a flying lap as the
+reference lap is), and records, one per (track, planner, rung):
 
     track, planner, rung, model, lap_time_s, ref_lap_s, ratio, offtrack_steps, spins,
     max_abs_lateral_m, solve_p99_ms  (+ pace, completed, end_reason, mean_speed_mps,
@@ -55,7 +57,7 @@ from sim.__main__ import free_port, stop_process  # noqa: E402
 from sim.cars import reference_lap_for  # noqa: E402
 from sim.remote import ControllerClient, DaemonUnavailable  # noqa: E402
 from tools.sysid.ladder import (  # noqa: E402
-    LadderSettings, drive, flying_start, reference_time, rung_rows, run_ladder, table,
+    LadderSettings, config_nominal, drive, flying_start, reference_time, rung_rows, run_ladder, table,
 )
 from vehicle_models.params import load_params  # noqa: E402
 
@@ -123,6 +125,7 @@ def ladder_records(path: Path, track: Track, planner: str, args: argparse.Namesp
         pace=args.pace or LadderSettings.pace, step=args.step, rungs=args.rungs, laps=args.laps,
         speed=args.speed, period=args.period, retries=args.retries, residual=not args.no_residual,
         top_speed=args.top_speed, speed_step=args.speed_step, flying=args.flying,
+        nominal=config_nominal(str(args.config) if args.config else None, args.set),
     )
     work = args.out / f"ladder-{track.name}-{planner}"
     rungs = run_ladder(work, settings, (lambda line: None) if args.quiet else (lambda line: print(line, flush=True)))

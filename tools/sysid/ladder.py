@@ -517,8 +517,8 @@ def add_ladder_args(p: argparse.ArgumentParser, track_default: str | None = None
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--no-residual", action="store_true", help="refit kinematic parameters and dead time only")
     p.add_argument("--nominal", choices=NOMINALS,
-                   help="the refits' parametric core (tools.sysid fit --nominal; default: --model's, else "
-                   f"{d.nominal}); a dynamic one reads yaw_rate and slip")
+                   help="the refits' parametric core and rung 0's model (tools.sysid fit --nominal; default: "
+                   f"--model's, else the config's model.nominal, else {d.nominal}); a dynamic one reads yaw_rate and slip")
     p.add_argument("--tolerance", type=float, default=d.tolerance,
                    help="a refit may predict held-out data this fraction worse than the model it replaces")
     p.add_argument("--min-gain", type=float, default=d.min_gain,
@@ -532,12 +532,17 @@ def add_ladder_args(p: argparse.ArgumentParser, track_default: str | None = None
     p.add_argument("--json", type=Path, help="write the rungs here")
 
 
+def config_nominal(config: str | None, overrides: Sequence[str]) -> str:
+    """The nominal model a daemon config drives without a bundle (``model.nominal``)."""
+    return load_config(config, list(overrides)).model.nominal
+
+
 def settings_from(args: argparse.Namespace) -> LadderSettings:
     return LadderSettings(
         track=args.track, planner=args.planner, car=args.car, vehicle=args.vehicle, config=args.config,
         overrides=tuple(args.set), true_car=tuple(args.true), pace=args.pace, step=args.step,
         max_pace=args.max_pace, top_speed=args.top_speed, speed_step=args.speed_step, rungs=args.rungs, laps=args.laps, speed=args.speed, flying=args.flying, epochs=args.epochs,
-        seed=args.seed, residual=not args.no_residual, nominal=args.nominal or LadderSettings.nominal,
+        seed=args.seed, residual=not args.no_residual, nominal=args.nominal or config_nominal(args.config, args.set),
         tolerance=args.tolerance, min_gain=args.min_gain,
         retries=args.retries, model=args.model, data=tuple(args.data),
     )
