@@ -154,9 +154,15 @@ def test_a_short_ladder_reloads_the_refit_and_rolls_a_failed_gate_back(tmp_path:
 def test_a_daemon_that_does_not_start_is_a_clear_error(tmp_path: Path, capsys) -> None:
     from tools.sysid.ladder import main
 
+    # A config that is not there is refused before any daemon starts (the ladder reads its
+    # model.nominal) ...
     code = main(["--track", "circle", "--config", str(tmp_path / "missing.yaml"), "--out", str(tmp_path / "w")])
     err = capsys.readouterr().err
-    assert code == 2 and "error: the daemon did not start" in err and "missing.yaml" in err, err
+    assert code == 2 and "missing.yaml: no such config file" in err and "Traceback" not in err, err
+    # ... and a daemon that fails at its start (a bundle that is not there) says why.
+    code = main(["--track", "circle", "--set", f"model.bundle={tmp_path / 'no-bundle'}", "--out", str(tmp_path / "w")])
+    err = capsys.readouterr().err
+    assert code == 2 and "error: the daemon did not start" in err and "no-bundle" in err, err
     assert "Traceback" not in err
 
 
