@@ -378,6 +378,24 @@ class _Rollout(NamedTuple):
     step_w: Tensor
 
 
+def planning_line(config: CostConfig, track: Track, params: BicycleParams) -> Track:
+    """The line the cost measures from (``line``): the track itself, or its minimum-curvature
+    line keeping ``line_clearance`` between the car's side and each edge."""
+    if config.line == "min_curvature":
+        return min_curvature_line(track, 0.5 * params.width + config.line_clearance)
+    return track
+
+
+def speed_reference(config: CostConfig, line: Track, params: BicycleParams) -> np.ndarray:
+    """The speed reference [m/s] at each point of ``line`` (``speed_reference``: the reference
+    lap at ``pace`` mu g, or the heuristic profile), capped at ``target_speed``."""
+    top_speed = min(config.target_speed, params.speed_max)
+    if config.speed_reference == "reference_lap":
+        return reference_lap(line, config.pace * params.mu, params.accel_max, params.v_switch,
+                             top_speed, drive_max=config.drive_max, brake_max=config.brake_max).speed
+    return speed_profile(line, top_speed, config.max_lateral_accel, config.profile_accel, config.profile_decel)
+
+
 class TrackCost:
     """Cost of following ``track`` at the configured speed profile; batched over rollouts."""
 
@@ -390,21 +408,12 @@ class TrackCost:
         device: torch.device | str = "cpu",
     ):
         self.config = config
-        if config.line == "min_curvature":
-            # The cost measures everything from the line; its widths reach the same edges.
-            track = min_curvature_line(track, 0.5 * params.width + config.line_clearance)
+        # The cost measures everything from the line; its widths reach the same edges.
+        track = planning_line(config, track, params)
         self.track = track
         self.length = float(track.length)
         self.lookup = track.lookup(dtype=dtype, device=device)
-        top_speed = min(config.target_speed, params.speed_max)
-        if config.speed_reference == "reference_lap":
-            profile = reference_lap(track, config.pace * params.mu, params.accel_max, params.v_switch,
-                                    top_speed, drive_max=config.drive_max, brake_max=config.brake_max).speed
-        else:
-            profile = speed_profile(
-                track, top_speed, config.max_lateral_accel, config.profile_accel, config.profile_decel
-            )
-        self.speed_table = torch.as_tensor(profile, dtype=dtype, device=device)
+        self.speed_table = torch.as_tensor(speed_reference(config, track, params), dtype=dtype, device=device)
         self.half_width = 0.5 * params.width + config.boundary_margin
         self.action_scale = torch.tensor(
             [max(abs(params.steer_rate_min), params.steer_rate_max),

@@ -49,6 +49,12 @@ def newest_bundle(model_dir: str | Path) -> Path | None:
     return max(candidates, key=lambda p: (p / "manifest.json").stat().st_mtime, default=None)
 
 
+def single_track_bundle(vehicle: str, version: str = SINGLE_TRACK_VERSION) -> ModelBundle:
+    """The vehicle file's single-track model (its dynamic: section) as a bundle without a residual."""
+    return ModelBundle(version, load_params(vehicle), nominal="single_track",
+                       single_track=load_single_track_params(vehicle))
+
+
 def load_model(config: DaemonConfig, path: str | Path | None = None) -> LoadedModel:
     """The bundle at ``path``, else the configured one, else the newest in model_dir, else
     the configured vehicle's nominal model (``model.nominal``)."""
@@ -56,8 +62,7 @@ def load_model(config: DaemonConfig, path: str | Path | None = None) -> LoadedMo
     if source is None and config.model.model_dir:
         source = newest_bundle(config.model.model_dir)
     if source is None and config.model.nominal == "single_track":
-        prior = ModelBundle(SINGLE_TRACK_VERSION, load_params(config.vehicle), nominal="single_track",
-                            single_track=load_single_track_params(config.vehicle))
+        prior = single_track_bundle(config.vehicle)
         return LoadedModel(SINGLE_TRACK_VERSION, prior.params, prior, None)
     if source is None:
         return LoadedModel(KINEMATIC_VERSION, load_params(config.vehicle), None, None)

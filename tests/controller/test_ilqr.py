@@ -178,7 +178,6 @@ def test_rejects_disagreement_costs_and_mismatched_steps() -> None:
         ILQR(ILQRConfig(horizon=H, dt=DT, compile=False), model, cost, (-1, -1), (1, 1))
 
 
-
 def test_a_solve_that_gave_up_does_not_disable_the_next_one() -> None:
     """A regulariser left beyond mu_max by a failed solve is reset: the next call takes a full
     Newton step (one iteration solves an LQ problem) instead of a step shrunk to nothing."""

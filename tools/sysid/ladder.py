@@ -58,8 +58,9 @@ import numpy as np
 import torch
 
 from controller.config import load_config
-from controller.costs import TrackCost
+from controller.costs import planning_line, speed_reference
 from controller.protocol_client import DaemonUnavailable
+from controller.runtime import single_track_bundle
 from controller.track import Track, load_track
 from controller.track.reference_lap import ReferenceLap
 from controller.translog import LogError, load_steps
@@ -75,7 +76,6 @@ from vehicle_models.bundle import BundleError, ModelBundle, load_bundle, save_bu
 from vehicle_models.dynamic_nominal import NOMINALS
 from vehicle_models.layout import DYNAMIC_STATE_DIM, KINEMATIC_STATE_DIM, State
 from vehicle_models.params import load_params
-from vehicle_models.single_track import load_single_track_params
 
 NOMINAL = "nominal"  #: the vehicle's nominal model (``nominal_bundle``), saved so a rollback can reload it
 COLUMNS = (
@@ -156,10 +156,9 @@ def nominal_bundle(s: LadderSettings) -> ModelBundle:
     """Rung 0's model, the one a rollback returns to: the vehicle's single-track model when the
     refits' core is ``single_track`` (what ``model.nominal: single_track`` drives), else its
     kinematic bicycle."""
-    params = load_params(s.vehicle)
     if s.nominal == "single_track":
-        return ModelBundle(NOMINAL, params, nominal="single_track", single_track=load_single_track_params(s.vehicle))
-    return ModelBundle(NOMINAL, params)
+        return single_track_bundle(s.vehicle, NOMINAL)
+    return ModelBundle(NOMINAL, load_params(s.vehicle))
 
 
 def reference_time(lap: ReferenceLap, track: Track, laps: float) -> float:
@@ -181,8 +180,9 @@ def flying_start(track: Track, config: str | None, overrides: Sequence[str] = ()
     planner's line (``cost.line``) at the start line, at its speed reference there. The reference
     lap is flying; a drive from a standing start loses 2-3 s of it."""
     daemon_config = load_config(config, list(overrides))
-    cost = TrackCost(daemon_config.cost, track, load_params(daemon_config.vehicle), torch.float64)
-    return start_state(cost.track, float(cost.speed_table[0])).numpy()
+    params = load_params(daemon_config.vehicle)
+    line = planning_line(daemon_config.cost, track, params)
+    return start_state(line, float(speed_reference(daemon_config.cost, line, params)[0])).numpy()
 
 
 def drive(
